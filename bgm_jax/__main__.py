@@ -1,0 +1,5 @@
+import sys
+
+from bgm_jax.cli import main
+
+sys.exit(main())
