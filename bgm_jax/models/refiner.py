@@ -1,0 +1,229 @@
+"""The refiner: selects error-prone 4x4 patches and refines them at full resolution.
+
+Everything is static-shaped so it compiles once per input size:
+
+- ``select_patches`` takes ``lax.top_k`` of the quarter-resolution error per image (k fixed at trace time)
+  and returns the cell indices with a validity mask (``prevent_oversampling`` masks cells with zero error;
+  thresholding masks cells at or below the threshold).
+- ``crop_patches`` gathers the 8x8 half- and full-resolution windows around each cell (one windowed gather).
+- ``replace_patches`` writes the refined 4x4 blocks back into the bilinearly upsampled coarse output with a
+  scatter over unique cell indices; invalid slots write back the value already there.
+
+Which strategy a mode uses (see ``Refiner.__call__``):
+
+=============  ======================================  =============================================
+mode           eval (``train=False``)                  train
+=============  ======================================  =============================================
+full           every pixel, convs over the image       same
+sampling       top-k patches, k = sample_pixels // 16  same; BatchNorm statistics over the valid
+               (k >= cells: full + mask)               patches only (as the original, which drops them)
+thresholding   full + mask ``err > threshold``:        top-k patches with a static capacity
+               exact for any number of cells           (``threshold_capacity``, default
+               (or top-k capacity if one is set)       sample_pixels // 16), masked by ``err > threshold``
+=============  ======================================  =============================================
+
+"full + mask" is exact in eval because BatchNorm uses running statistics: a refined cell depends only on
+its 8x8 window, which the full-image convolutions see identically (zero padding at the borders).
+Beyond the capacity, thresholding with top-k refines the ``capacity`` cells with the largest error and
+leaves the remaining above-threshold cells at the upsampled coarse output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from bgm_jax.models.layers import (
+    conv_factory,
+    norm_factory,
+    resize_bilinear,
+    torch_default_bias_init,
+    upsample_nearest_2x,
+)
+
+Dtype = Any
+REFINE_MODES = ("sampling", "thresholding", "full")
+
+
+def select_patches(err_q: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """Top-``k`` cells of the quarter-resolution error map ``err_q`` (B, Hq, Wq, 1) per image.
+
+    Returns ``(values, indices)``, each (B, k), indices flattened over (Hq, Wq). Ties are broken
+    towards the lower index (``lax.top_k``), which can differ from ``torch.topk`` only among cells of
+    exactly equal error at the k-th place.
+    """
+    flat = err_q.reshape(err_q.shape[0], -1)
+    return lax.top_k(flat, k)
+
+
+def crop_patches(x: jax.Array, indices: jax.Array, grid_width: int, cell: int, pad: int) -> jax.Array:
+    """Crop a (cell + 2 pad)-sized square around each selected cell.
+
+    ``x`` is (B, H, W, C) at a resolution where one quarter-resolution cell spans ``cell`` pixels;
+    ``indices`` (B, k) are flat cell indices on a grid ``grid_width`` cells wide. The window of cell (r, c)
+    covers rows ``[cell*r - pad, cell*r + cell + pad)`` (zeros outside the image), likewise columns.
+    Returns (B, k, size, size, C).
+    """
+    if pad:
+        x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    size = cell + 2 * pad
+    rows = (indices // grid_width) * cell
+    cols = (indices % grid_width) * cell
+
+    def crop_one(image, r, c):
+        return lax.dynamic_slice(image, (r, c, 0), (size, size, image.shape[-1]))
+
+    return jax.vmap(jax.vmap(crop_one, in_axes=(None, 0, 0)))(x, rows, cols)
+
+
+def to_cells(x: jax.Array) -> jax.Array:
+    """(B, H, W, C) -> (B, H/4 * W/4, 4, 4, C): one row per quarter-resolution cell."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // 4, 4, w // 4, 4, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, (h // 4) * (w // 4), 4, 4, c)
+
+
+def from_cells(cells: jax.Array, height: int, width: int) -> jax.Array:
+    """Inverse of ``to_cells``."""
+    b, _, _, _, c = cells.shape
+    x = cells.reshape(b, height // 4, width // 4, 4, 4, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, height, width, c)
+
+
+def replace_patches(x: jax.Array, patches: jax.Array, indices: jax.Array, valid: jax.Array) -> jax.Array:
+    """Write refined 4x4 ``patches`` (B, k, 4, 4, C) into ``x`` (B, H, W, C) at cells ``indices`` (B, k).
+
+    Slots with ``valid`` False keep what ``x`` already holds. Indices are unique per image (top-k).
+    """
+    _, height, width, _ = x.shape
+    cells = to_cells(x)
+    batch = jnp.arange(x.shape[0])[:, None]
+    keep = cells[batch, indices]
+    new = jnp.where(valid[..., None, None, None], patches.astype(cells.dtype), keep)
+    cells = cells.at[batch, indices].set(new, unique_indices=True)
+    return from_cells(cells, height, width)
+
+
+def selection_map(indices: jax.Array, valid: jax.Array, num_cells: int) -> jax.Array:
+    """0/1 map (B, num_cells) with the valid selected cells set."""
+    batch = jnp.arange(indices.shape[0])[:, None]
+    return jnp.zeros((indices.shape[0], num_cells), valid.dtype).at[batch, indices].set(valid)
+
+
+class Refiner(nn.Module):
+    """Refines the coarse output at full resolution.
+
+    Called with full-resolution ``src``, ``bgr`` (B, H, W, 3), H and W multiples of 4, and the coarse
+    ``pha`` (1 ch), ``fgr`` residual (3), ``err`` (1), ``hid`` (32). Returns ``(pha, fgr_residual, ref)``
+    at (H, W) and the quarter-resolution selection map ``ref`` (B, H/4, W/4, 1).
+    """
+
+    mode: str = "sampling"
+    sample_pixels: int = 80_000
+    threshold: float = 0.1
+    kernel_size: int = 3
+    prevent_oversampling: bool = True
+    threshold_capacity: int | None = None
+    dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, src, bgr, pha, fgr, err, hid, train: bool = False):
+        if self.mode not in REFINE_MODES:
+            raise ValueError(f"unknown refine mode {self.mode!r}; expected one of {REFINE_MODES}")
+        if self.kernel_size not in (1, 3):
+            raise ValueError(f"refine kernel size must be 1 or 3, got {self.kernel_size}")
+        k = self.kernel_size
+        conv = conv_factory(self.dtype)
+        norm = norm_factory(train, self.dtype, self.bn_axis_name)
+        conv1 = conv(24, (k, k), name="conv1")
+        bn1 = norm(name="bn1")
+        conv2 = conv(16, (k, k), name="conv2")
+        bn2 = norm(name="bn2")
+        conv3 = conv(12, (k, k), name="conv3")
+        bn3 = norm(name="bn3")
+        conv4 = conv(4, (k, k), use_bias=True, bias_init=torch_default_bias_init(12 * k * k), name="conv4")
+
+        def first_stage(x, mask=None):
+            x = nn.relu(bn1(conv1(x), mask=mask))
+            return nn.relu(bn2(conv2(x), mask=mask))
+
+        def second_stage(x, y, mask=None):
+            x = jnp.concatenate([x, y], axis=-1)
+            return conv4(nn.relu(bn3(conv3(x), mask=mask)))
+
+        batch, height, width, _ = src.shape
+        hq, wq = height // 4, width // 4
+        num_cells = hq * wq
+        src_bgr = jnp.concatenate([src, bgr], axis=-1)
+        # conv1 input order: [hid(32), pha(1), fgr residual(3), src(3), bgr(3)] at half resolution.
+        half = jnp.concatenate(
+            [
+                resize_bilinear(jnp.concatenate([hid, pha, fgr], axis=-1), (height // 2, width // 2)),
+                resize_bilinear(src_bgr, (height // 2, width // 2)),
+            ],
+            axis=-1,
+        )
+
+        def refine_full():
+            """The refiner's convs over the whole image: (B, H, W, 4)."""
+            x, y = half, src_bgr
+            if k == 3:
+                x = jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)))
+                y = jnp.pad(y, ((0, 0), (2, 2), (2, 2), (0, 0)))
+            return second_stage(upsample_nearest_2x(first_stage(x)), y)
+
+        def split(out, ref):
+            return out[..., :1], out[..., 1:], ref.reshape(batch, hq, wq, 1).astype(src.dtype)
+
+        if self.mode == "full":
+            return split(refine_full(), jnp.ones((batch, num_cells), src.dtype))
+
+        err_q = resize_bilinear(err, (hq, wq))
+        coarse = resize_bilinear(jnp.concatenate([pha, fgr], axis=-1), (height, width))
+
+        if self.mode == "sampling":
+            capacity = min(self.sample_pixels // 16, num_cells)
+            floor = 0.0 if self.prevent_oversampling else None
+            # k >= cells selects every cell: the full-image convs plus a mask give the identical result
+            # in eval without sorting all cells (and without the original's crash).
+            dense = not train and capacity == num_cells
+        else:
+            capacity = self.threshold_capacity
+            if capacity is None:
+                capacity = self.sample_pixels // 16
+            capacity = min(capacity, num_cells)
+            floor = self.threshold
+            dense = not train and self.threshold_capacity is None
+
+        if dense:
+            if floor is None:
+                return split(refine_full(), jnp.ones((batch, num_cells), src.dtype))
+            mask = err_q > floor
+            mask_full = jnp.repeat(jnp.repeat(mask, 4, axis=1), 4, axis=2)
+            return split(jnp.where(mask_full, refine_full(), coarse), mask)
+
+        if capacity == 0:
+            return split(coarse, jnp.zeros((batch, num_cells), src.dtype))
+
+        values, indices = select_patches(err_q, capacity)
+        valid = values > floor if floor is not None else jnp.ones(values.shape, bool)
+
+        pad_half, pad_full = (3, 2) if k == 3 else (0, 0)
+        x = crop_patches(half, indices, wq, cell=2, pad=pad_half)
+        y = crop_patches(src_bgr, indices, wq, cell=4, pad=pad_full)
+        x = x.reshape((-1,) + x.shape[2:])
+        y = y.reshape((-1,) + y.shape[2:])
+        mask = None
+        if train:
+            # BatchNorm statistics over the selected patches only, as the original (which drops the
+            # others). If nothing at all is selected, fall back to every slot to keep statistics finite.
+            mask = jnp.where(jnp.any(valid), valid, True).reshape(-1, 1, 1, 1)
+        patches = second_stage(upsample_nearest_2x(first_stage(x, mask)), y, mask)
+        patches = patches.reshape(batch, capacity, 4, 4, 4)
+        out = replace_patches(coarse, patches, indices, valid)
+        return split(out, selection_map(indices, valid, num_cells))

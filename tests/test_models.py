@@ -1,0 +1,317 @@
+"""Structure and behaviour of the Flax models: exact parameter counts, output shapes, refiner invariants,
+precision, and the errors for inputs the original rejects."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bgm_jax.models import MattingBase, MattingRefine
+from bgm_jax.models.refiner import crop_patches, replace_patches
+
+REFINE_PARAMS = {"resnet50": 40_247_703, "resnet101": 59_239_831, "mobilenetv2": 5_006_839}
+REFINER_PARAMS = 15_444
+
+
+def count(tree):
+    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+
+def abstract_init(model, shape):
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    return jax.eval_shape(lambda s, b: model.init_with_output(jax.random.key(0), s, b), x, x)
+
+
+@pytest.mark.parametrize("backbone", sorted(REFINE_PARAMS))
+def test_trainable_parameter_counts_equal_the_original(backbone):
+    _, refine_vars = abstract_init(MattingRefine(backbone=backbone), (1, 64, 64, 3))
+    _, base_vars = abstract_init(MattingBase(backbone=backbone), (1, 64, 64, 3))
+    assert count(refine_vars["params"]) == REFINE_PARAMS[backbone]
+    assert count(refine_vars["params"]["refiner"]) == REFINER_PARAMS
+    assert count(base_vars["params"]) == REFINE_PARAMS[backbone] - REFINER_PARAMS
+
+
+@pytest.mark.parametrize(
+    "height,width,scale,coarse,ref",
+    [
+        (1080, 1920, 0.25, (270, 480), (270, 480)),
+        (2160, 3840, 0.125, (270, 480), (540, 960)),
+        (1084, 1924, 0.25, (271, 481), (271, 481)),
+    ],
+)
+def test_output_shapes_at_hd_4k_and_odd_coarse_sizes(height, width, scale, coarse, ref):
+    model = MattingRefine(backbone="resnet50", backbone_scale=scale)
+    (pha, fgr, pha_sm, fgr_sm, err_sm, ref_sm), _ = abstract_init(model, (1, height, width, 3))
+    assert pha.shape == (1, height, width, 1)
+    assert fgr.shape == (1, height, width, 3)
+    assert pha_sm.shape == (1, *coarse, 1)
+    assert fgr_sm.shape == (1, *coarse, 3)
+    assert err_sm.shape == (1, *coarse, 1)
+    assert ref_sm.shape == (1, *ref, 1)
+
+
+def test_matting_base_accepts_any_size():
+    (pha, fgr, err, hid), _ = abstract_init(MattingBase(backbone="mobilenetv2"), (2, 50, 70, 3))
+    assert (pha.shape, fgr.shape, err.shape, hid.shape) == (
+        (2, 50, 70, 1),
+        (2, 50, 70, 3),
+        (2, 50, 70, 1),
+        (2, 50, 70, 32),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Refiner invariants (eval mode, small sizes, one small backbone so the suite stays fast).
+
+H, W = 48, 64  # quarter-resolution grid 12 x 16 = 192 cells; coarse 24 x 32 at scale 1/2
+NUM_CELLS = (H // 4) * (W // 4)
+
+
+def random_pair(seed, batch=2):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    src = jax.random.uniform(k1, (batch, H, W, 3))
+    bgr = jax.random.uniform(k2, (batch, H, W, 3))
+    return src, bgr
+
+
+@pytest.fixture(scope="module")
+def variables():
+    """Random weights whose error map lies inside (0, 1) with distinct values, so selections are
+    unambiguous, and non-trivial BatchNorm running statistics."""
+    model = MattingRefine(backbone="mobilenetv2", backbone_scale=0.5)
+    src, bgr = random_pair(0)
+    v = model.init(jax.random.key(1), src, bgr)
+    keys = iter(jax.random.split(jax.random.key(2), 10_000))
+
+    def perturb_stats(path, x):
+        if path[-1].key == "var":
+            return 0.5 + jax.random.uniform(next(keys), x.shape)
+        return 0.1 * jax.random.normal(next(keys), x.shape)
+
+    stats = jax.tree_util.tree_map_with_path(perturb_stats, v["batch_stats"])
+    params = jax.tree_util.tree_map(lambda x: x, v["params"])
+    conv4 = dict(params["decoder"]["conv4"])
+    conv4["kernel"] = (conv4["kernel"] * 0.05).at[..., 4].multiply(10.0)
+    conv4["bias"] = conv4["bias"].at[4].set(0.5)
+    params["decoder"] = dict(params["decoder"], conv4=conv4)
+    return {"params": params, "batch_stats": stats}
+
+
+def run(variables, src, bgr, **kwargs):
+    model = MattingRefine(backbone="mobilenetv2", backbone_scale=0.5, **kwargs)
+    return jax.jit(lambda v, s, b: model.apply(v, s, b))(variables, src, bgr)
+
+
+def coarse_upsample(pha_sm, fgr_sm, src):
+    """Bilinear upsample of the coarse outputs, as the refiner does where it refines nothing."""
+    pha = jax.image.resize(pha_sm, pha_sm.shape[:1] + (H, W, 1), "bilinear", antialias=False)
+    src_sm = jax.image.resize(src, src.shape[:1] + pha_sm.shape[1:3] + (3,), "bilinear", antialias=False)
+    fgr_res = jax.image.resize(fgr_sm - src_sm, src.shape, "bilinear", antialias=False)
+    return pha, jnp.clip(fgr_res + src, 0, 1)
+
+
+def test_error_map_of_test_weights_is_inside_zero_one(variables):
+    src, bgr = random_pair(3)
+    err_sm = run(variables, src, bgr, refine_mode="full")[4]
+    assert 0.0 < float(err_sm.min()) and float(err_sm.max()) < 1.0
+    for image in np.asarray(err_sm):  # top-k runs per image: no ties within one
+        assert len(np.unique(image)) == image.size
+
+
+@pytest.mark.parametrize("kernel_size", [3, 1])
+def test_full_mode_equals_sampling_with_every_cell_selected(kernel_size):
+    model_kwargs = dict(backbone="mobilenetv2", backbone_scale=0.5, refine_kernel_size=kernel_size)
+    src, bgr = random_pair(4)
+    v = MattingRefine(**model_kwargs).init(jax.random.key(5), src, bgr)
+    full = MattingRefine(refine_mode="full", **model_kwargs).apply(v, src, bgr)
+    # The gather/scatter path with a capacity of every cell and a threshold nothing falls below.
+    patches = MattingRefine(
+        refine_mode="thresholding", refine_threshold=-1.0, refine_threshold_capacity=NUM_CELLS, **model_kwargs
+    ).apply(v, src, bgr)
+    # Sampling with k larger than the number of cells: refines everything instead of crashing.
+    sampling = MattingRefine(
+        refine_sample_pixels=16 * NUM_CELLS * 4, refine_prevent_oversampling=False, **model_kwargs
+    ).apply(v, src, bgr)
+    for a, b, c in zip(full, patches, sampling):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, c, atol=1e-5)
+    assert float(patches[5].min()) == 1.0
+
+
+def test_partial_selection_equals_full_inside_cells_and_upsampled_coarse_elsewhere(variables):
+    src, bgr = random_pair(6)
+    k = 40
+    full = run(variables, src, bgr, refine_mode="full")
+    part = run(variables, src, bgr, refine_sample_pixels=16 * k)
+    pha_sm, fgr_sm, err_sm, ref_sm = part[2], part[3], part[4], part[5]
+    assert ref_sm.shape == (2, H // 4, W // 4, 1)
+    # Exactly k cells per image, and they are the top-k of the (identity-resized) error map.
+    np.testing.assert_array_equal(np.asarray(ref_sm).reshape(2, -1).sum(1), [k, k])
+    err_q = np.asarray(jax.image.resize(err_sm, (2, H // 4, W // 4, 1), "bilinear", antialias=False))
+    for b in range(2):
+        top = np.argsort(-err_q[b].ravel())[:k]
+        assert set(top) == set(np.flatnonzero(np.asarray(ref_sm[b]).ravel()))
+
+    mask = np.repeat(np.repeat(np.asarray(ref_sm) > 0, 4, axis=1), 4, axis=2)
+    up_pha, up_fgr = coarse_upsample(pha_sm, fgr_sm, src)
+    np.testing.assert_allclose(np.where(mask, full[0], up_pha), part[0], atol=1e-5)
+    np.testing.assert_allclose(np.where(mask, full[1], up_fgr), part[1], atol=1e-5)
+    # The coarse outputs do not depend on the refine mode.
+    for i in (2, 3, 4):
+        np.testing.assert_allclose(full[i], part[i], atol=1e-6)
+
+
+def test_thresholding_refines_exactly_the_cells_above_the_threshold(variables):
+    src, bgr = random_pair(7)
+    err_sm = run(variables, src, bgr, refine_mode="full")[4]
+    threshold = float(np.median(np.asarray(err_sm)))
+    full = run(variables, src, bgr, refine_mode="full")
+    exact = run(variables, src, bgr, refine_mode="thresholding", refine_threshold=threshold)
+    err_q = jax.image.resize(err_sm, (2, H // 4, W // 4, 1), "bilinear", antialias=False)
+    np.testing.assert_array_equal(np.asarray(exact[5]) > 0, np.asarray(err_q) > threshold)
+    mask = np.repeat(np.repeat(np.asarray(exact[5]) > 0, 4, axis=1), 4, axis=2)
+    up_pha, _ = coarse_upsample(exact[2], exact[3], src)
+    np.testing.assert_allclose(np.where(mask, full[0], up_pha), exact[0], atol=1e-5)
+    # A static capacity large enough for every cell above the threshold gives the same result...
+    above = int((np.asarray(err_q) > threshold).reshape(2, -1).sum(1).max())
+    capped = run(
+        variables, src, bgr, refine_mode="thresholding", refine_threshold=threshold,
+        refine_threshold_capacity=above,
+    )
+    np.testing.assert_allclose(capped[0], exact[0], atol=1e-5)
+    np.testing.assert_array_equal(capped[5], exact[5])
+    # ...and a smaller one refines the `capacity` cells of largest error.
+    small = run(
+        variables, src, bgr, refine_mode="thresholding", refine_threshold=threshold, refine_threshold_capacity=5
+    )
+    np.testing.assert_array_equal(np.asarray(small[5]).reshape(2, -1).sum(1), [5, 5])
+
+
+def test_prevent_oversampling_masks_cells_with_zero_error(variables):
+    src, bgr = random_pair(8)
+    params = jax.tree_util.tree_map(lambda x: x, variables["params"])
+    conv4 = dict(params["decoder"]["conv4"])
+    # Error channel: zero for the left half of the coarse map (negative before the clip).
+    conv4["kernel"] = conv4["kernel"].at[..., 4].set(0.0)
+    conv4["bias"] = conv4["bias"].at[4].set(-1.0)
+    params["decoder"] = dict(params["decoder"], conv4=conv4)
+    v = {"params": params, "batch_stats": variables["batch_stats"]}
+    out = run(v, src, bgr, refine_sample_pixels=16 * 10)
+    assert float(out[4].max()) == 0.0
+    assert float(out[5].sum()) == 0.0  # nothing refined: all error is zero
+    up_pha, up_fgr = coarse_upsample(out[2], out[3], src)
+    np.testing.assert_allclose(out[0], up_pha, atol=1e-6)
+    np.testing.assert_allclose(out[1], up_fgr, atol=1e-6)
+    off = run(v, src, bgr, refine_sample_pixels=16 * 10, refine_prevent_oversampling=False)
+    np.testing.assert_array_equal(np.asarray(off[5]).reshape(2, -1).sum(1), [10, 10])
+
+
+def test_crop_patches_pads_with_zeros_outside_the_image():
+    x = jnp.arange(2 * 8 * 12 * 1, dtype=jnp.float32).reshape(2, 8, 12, 1) + 1
+    grid_width = 3  # an 8x12 image of 4x4 cells
+    idx = jnp.array([[0, 5], [4, 2]])
+    got = np.asarray(crop_patches(x, idx, grid_width, cell=4, pad=2))
+    padded = np.pad(np.asarray(x), ((0, 0), (2, 2), (2, 2), (0, 0)))
+    for b in range(2):
+        for j in range(2):
+            r, c = divmod(int(idx[b, j]), grid_width)
+            np.testing.assert_array_equal(got[b, j], padded[b, 4 * r : 4 * r + 8, 4 * c : 4 * c + 8])
+    assert got[0, 0, 0, 0, 0] == 0.0  # top-left corner window reaches outside the image
+
+
+def test_replace_patches_writes_only_valid_slots_of_each_image():
+    x = jnp.zeros((2, 8, 8, 1))
+    patches = jnp.stack([jnp.full((2, 4, 4, 1), 1.0), jnp.full((2, 4, 4, 1), 2.0)])
+    idx = jnp.array([[0, 3], [1, 2]])
+    valid = jnp.array([[True, False], [True, True]])
+    out = np.asarray(replace_patches(x, patches, idx, valid))[..., 0]
+    expected = np.zeros((2, 8, 8))
+    expected[0, 0:4, 0:4] = 1.0
+    expected[1, 0:4, 4:8] = 2.0
+    expected[1, 4:8, 0:4] = 2.0
+    np.testing.assert_array_equal(out, expected)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Precision and training mode
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_runs_jitted_in_float32_and_bfloat16_with_float32_params(dtype):
+    src, bgr = random_pair(9, batch=1)
+    model = MattingRefine(backbone="mobilenetv2", backbone_scale=0.5, refine_sample_pixels=320, dtype=dtype)
+    v = model.init(jax.random.key(0), src, bgr)
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(v))
+    outs = jax.jit(model.apply)(v, src, bgr)
+    for out in outs:
+        assert out.dtype == dtype
+        assert bool(jnp.all(jnp.isfinite(out.astype(jnp.float32))))
+    assert outs[0].shape == (1, H, W, 1)
+
+
+def test_resnet50_runs_jitted():
+    src, bgr = random_pair(10, batch=1)
+    model = MattingRefine(backbone="resnet50", backbone_scale=0.25, refine_sample_pixels=16 * 20)
+    v = model.init(jax.random.key(0), src, bgr)
+    pha, fgr, *_ = jax.jit(model.apply)(v, src, bgr)
+    assert pha.shape == (1, H, W, 1) and fgr.shape == (1, H, W, 3)
+
+
+def test_training_mode_updates_batch_stats_and_uses_dropout():
+    src, bgr = random_pair(11)
+    model = MattingRefine(backbone="mobilenetv2", backbone_scale=0.5, refine_sample_pixels=16 * 30)
+    v = model.init(jax.random.key(0), src, bgr)
+
+    @jax.jit
+    def train_apply(v, key):
+        return model.apply(v, src, bgr, train=True, rngs={"dropout": key}, mutable=["batch_stats"])
+
+    (pha, *_), new = train_apply(v, jax.random.key(1))
+    (pha2, *_), _ = train_apply(v, jax.random.key(2))
+    assert pha.shape == (2, H, W, 1)
+    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), v["batch_stats"], new["batch_stats"])
+    assert all(jax.tree_util.tree_leaves(changed))
+    assert not np.allclose(pha, pha2)  # different dropout masks
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Clear errors where the original asserts or crashes
+
+
+def test_mismatched_src_and_bgr_shapes_raise_value_error():
+    model = MattingRefine(backbone="mobilenetv2")
+    with pytest.raises(ValueError, match="same shape"):
+        abstract_init_pair(model, (1, 64, 64, 3), (1, 64, 68, 3))
+
+
+def abstract_init_pair(model, src_shape, bgr_shape):
+    s = jax.ShapeDtypeStruct(src_shape, jnp.float32)
+    b = jax.ShapeDtypeStruct(bgr_shape, jnp.float32)
+    return jax.eval_shape(lambda s, b: model.init(jax.random.key(0), s, b), s, b)
+
+
+@pytest.mark.parametrize("shape", [(1, 62, 64, 3), (1, 64, 66, 3)])
+def test_height_or_width_not_multiple_of_four_raise_value_error(shape):
+    with pytest.raises(ValueError, match="multiples of 4"):
+        abstract_init_pair(MattingRefine(backbone="mobilenetv2"), shape, shape)
+
+
+def test_backbone_scale_above_one_half_raises_value_error():
+    with pytest.raises(ValueError, match="backbone_scale"):
+        MattingRefine(backbone="mobilenetv2", backbone_scale=0.75)
+
+
+@pytest.mark.parametrize("cls", [MattingBase, MattingRefine])
+def test_unknown_backbone_raises_value_error(cls):
+    with pytest.raises(ValueError, match="unknown backbone"):
+        cls(backbone="vgg16")
+
+
+def test_unknown_refine_mode_raises_value_error():
+    with pytest.raises(ValueError, match="unknown refine mode"):
+        MattingRefine(refine_mode="magic")
+
+
+def test_unknown_refine_kernel_size_raises_value_error():
+    with pytest.raises(ValueError, match="kernel_size"):
+        MattingRefine(refine_kernel_size=5)
