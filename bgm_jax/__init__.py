@@ -11,6 +11,9 @@ _LAZY = {
     "MattingBase": "bgm_jax.models.matting",
     "MattingRefine": "bgm_jax.models.matting",
     "InputError": "bgm_jax.errors",
+    "load": "bgm_jax.inference",
+    "Matting": "bgm_jax.inference",
+    "MattingResult": "bgm_jax.inference",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

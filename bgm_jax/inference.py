@@ -1,0 +1,266 @@
+"""Inference API: ``bgm_jax.load(checkpoint_dir)`` returns a callable ``Matting``.
+
+    matting = bgm_jax.load("checkpoints/resnet50")
+    result = matting(src, bgr)          # numpy or jax, uint8 or float in [0, 1], HWC or NHWC
+    result.pha, result.fgr, result.err, result.ref, result.rgba()
+
+What it does for the caller:
+- any H x W: inputs are edge-padded to what the model needs (multiples of 4) and outputs cropped back;
+- settings follow the paper's recommendation for the resolution unless given (HD: backbone scale 1/4
+  and 80k sample pixels; larger than ~QHD: 1/8 and 320k);
+- one compiled function per (input shapes and dtypes, settings), kept in a cache; a repeated shape never
+  recompiles, and the persistent XLA compilation cache makes a second process start fast;
+- float32 parameters, float32 / bfloat16 / float16 compute;
+- results stay on the device (no host sync) until read, so video decode, compute and encode overlap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bgm_jax.checkpoint import build_model, load_model
+from bgm_jax.errors import InputError
+
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+REFINE_MODES = ("sampling", "thresholding", "full")
+# Above this many pixels (QHD, 2560x1440) the 4K recommendation applies.
+LARGE_IMAGE_PIXELS = 2560 * 1440
+DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bgm-jax" / "xla"
+
+
+def recommended_settings(height: int, width: int) -> tuple[float, int]:
+    """The paper's (backbone_scale, sample_pixels) for a resolution: HD 1/4 and 80k, 4K 1/8 and 320k."""
+    if height * width > LARGE_IMAGE_PIXELS:
+        return 0.125, 320_000
+    return 0.25, 80_000
+
+
+def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache so a second process skips compilation.
+
+    ``directory`` defaults to ``$BGM_JAX_CACHE_DIR`` or ``~/.cache/bgm-jax/xla``; set
+    ``BGM_JAX_CACHE_DIR=""`` (or pass ``""``) to disable it. Returns the directory in use, or None.
+    """
+    if directory is None:
+        directory = os.environ.get("BGM_JAX_CACHE_DIR", str(DEFAULT_CACHE_DIR))
+    if not str(directory):
+        return None
+    path = Path(directory).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only home must not stop inference; it only costs compile time
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Runtime settings; None means "the paper's recommendation for this resolution"."""
+
+    backbone_scale: float | None = None
+    refine_mode: str = "sampling"
+    refine_sample_pixels: int | None = None
+    refine_threshold: float = 0.1
+    refine_prevent_oversampling: bool = True
+    precision: str = "float32"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision {self.precision!r}; choose one of {sorted(PRECISIONS)}")
+        if self.refine_mode not in REFINE_MODES:
+            raise InputError(f"unknown refine mode {self.refine_mode!r}; choose one of {REFINE_MODES}")
+        if self.backbone_scale is not None and not 0 < self.backbone_scale <= 0.5:
+            raise InputError(f"backbone scale must be in (0, 0.5], got {self.backbone_scale}")
+        if self.refine_sample_pixels is not None and self.refine_sample_pixels < 0:
+            raise InputError(f"refine sample pixels must be >= 0, got {self.refine_sample_pixels}")
+
+    def resolve(self, height: int, width: int) -> dict[str, Any]:
+        """Model fields for an input of this size."""
+        scale, pixels = recommended_settings(height, width)
+        return {
+            "backbone_scale": self.backbone_scale if self.backbone_scale is not None else scale,
+            "refine_mode": self.refine_mode,
+            "refine_sample_pixels": self.refine_sample_pixels if self.refine_sample_pixels is not None else pixels,
+            "refine_threshold": self.refine_threshold,
+            "refine_prevent_oversampling": self.refine_prevent_oversampling,
+            "dtype": PRECISIONS[self.precision],
+        }
+
+
+@dataclasses.dataclass
+class MattingResult:
+    """Outputs for a batch, as float32 arrays on the device (read them with ``np.asarray``).
+
+    ``pha`` (B, H, W, 1) alpha; ``fgr`` (B, H, W, 3) foreground colour; ``err`` (B, h, w, 1) the coarse
+    error map; ``ref`` (B, H/4, W/4, 1) the 0/1 map of refined 4x4 cells (None for a base model).
+    ``err`` and ``ref`` are at their own resolution; ``bgm_jax.io`` upsamples them for writing.
+    """
+
+    pha: jax.Array
+    fgr: jax.Array
+    err: jax.Array
+    ref: jax.Array | None
+
+    def rgba(self) -> jax.Array:
+        """Foreground colour with alpha, colour zeroed where alpha is 0 (as the original's ``com``)."""
+        return jnp.concatenate([self.fgr * (self.pha > 0), self.pha], axis=-1)
+
+    def composite(self, target) -> jax.Array:
+        """``pha * fgr + (1 - pha) * target``; ``target`` is an RGB triple in [0, 1] or an image batch."""
+        target = jnp.asarray(target, jnp.float32)
+        return self.pha * self.fgr + (1 - self.pha) * target
+
+
+def _as_batch(x, name: str) -> jax.Array | np.ndarray:
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise InputError(f"{name} must be an RGB image (H, W, 3) or batch (N, H, W, 3), got shape {tuple(x.shape)}")
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or x.dtype == np.uint8):
+        raise InputError(f"{name} must be uint8 or float in [0, 1], got dtype {x.dtype}")
+    return x
+
+
+def _to_unit_float(x: jax.Array) -> jax.Array:
+    if x.dtype == jnp.uint8:
+        return x.astype(jnp.float32) / 255.0
+    return x.astype(jnp.float32)
+
+
+def _pad_amounts(height: int, width: int, multiple: int = 4) -> tuple[int, int]:
+    return (-height) % multiple, (-width) % multiple
+
+
+class Matting:
+    """A loaded model with its settings and compiled-function cache. Create it with ``bgm_jax.load``."""
+
+    def __init__(self, config: dict[str, Any], variables: dict[str, Any], settings: Settings | None = None):
+        self.config = dict(config)
+        self.settings = settings or Settings()
+        self.variables = jax.device_put({"params": variables["params"], "batch_stats": variables["batch_stats"]})
+        self._compiled: dict[tuple, Any] = {}
+        self.compile_count = 0  # compilations this object triggered (the cache's misses)
+
+    @property
+    def is_refine(self) -> bool:
+        return self.config["model_type"] == "refine"
+
+    def with_settings(self, **changes) -> "Matting":
+        """A Matting sharing these weights (and their device copy) with some settings changed."""
+        other = Matting.__new__(Matting)
+        other.config, other.variables = self.config, self.variables
+        other.settings = dataclasses.replace(self.settings, **changes)
+        other._compiled, other.compile_count = {}, 0
+        return other
+
+    def model_fields(self, height: int, width: int) -> dict[str, Any]:
+        """The model settings used for an input of this size (after padding)."""
+        fields = self.settings.resolve(height, width)
+        if not self.is_refine:
+            return {"dtype": fields["dtype"]}
+        return fields
+
+    def _build(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
+        _, height, width, _ = src_shape
+        pad_h, pad_w = _pad_amounts(height, width) if self.is_refine else (0, 0)
+        fields = self.model_fields(height + pad_h, width + pad_w)
+        model = build_model(self.config, **fields)
+
+        def run(variables, src, bgr):
+            src, bgr = _to_unit_float(src), _to_unit_float(bgr)
+            bgr = jnp.broadcast_to(bgr, src.shape)
+            if pad_h or pad_w:
+                pad = ((0, 0), (0, pad_h), (0, pad_w), (0, 0))
+                src, bgr = jnp.pad(src, pad, mode="edge"), jnp.pad(bgr, pad, mode="edge")
+            out = model.apply(variables, src, bgr)
+            if self.is_refine:
+                pha, fgr, _, _, err, ref = out
+            else:
+                pha, fgr, err, _ = out
+                ref = None
+            pha = pha[:, :height, :width].astype(jnp.float32)
+            fgr = fgr[:, :height, :width].astype(jnp.float32)
+            err = err.astype(jnp.float32)
+            if ref is not None:
+                ref = ref[:, : math.ceil(height / 4), : math.ceil(width / 4)].astype(jnp.float32)
+            return pha, fgr, err, ref
+
+        src_spec = jax.ShapeDtypeStruct(src_shape, src_dtype)
+        bgr_spec = jax.ShapeDtypeStruct(bgr_shape, bgr_dtype)
+        compiled = jax.jit(run).lower(self.variables, src_spec, bgr_spec).compile()
+        self.compile_count += 1
+        return compiled
+
+    def compiled_for(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
+        """The compiled function for these input shapes and dtypes (built on first use)."""
+        key = (tuple(src_shape), np.dtype(src_dtype).str, tuple(bgr_shape), np.dtype(bgr_dtype).str)
+        if key not in self._compiled:
+            self._compiled[key] = self._build(*key[:1], np.dtype(src_dtype), key[2], np.dtype(bgr_dtype))
+        return self._compiled[key]
+
+    def __call__(self, src, bgr, *, resize_background: bool = False) -> MattingResult:
+        """Matte ``src`` against the clean background ``bgr``.
+
+        ``bgr`` is one image for the whole batch or one per image. A background of another size is an
+        error unless ``resize_background=True`` (bilinear, antialiased).
+        """
+        src = _as_batch(src, "source")
+        bgr = _as_batch(bgr, "background")
+        if bgr.shape[1:3] != src.shape[1:3]:
+            if not resize_background:
+                raise InputError(
+                    f"background is {bgr.shape[2]}x{bgr.shape[1]} but the source is {src.shape[2]}x{src.shape[1]} "
+                    "(width x height); give a background of the same size, or pass resize_background=True "
+                    "(--resize-bgr) to resize it"
+                )
+            bgr = jax.image.resize(
+                _to_unit_float(jnp.asarray(bgr)), (bgr.shape[0], *src.shape[1:3], 3), "bilinear", antialias=True
+            )
+        if bgr.shape[0] not in (1, src.shape[0]):
+            raise InputError(f"got {src.shape[0]} sources but {bgr.shape[0]} backgrounds; give one or one per source")
+        fn = self.compiled_for(src.shape, src.dtype, bgr.shape, bgr.dtype)
+        pha, fgr, err, ref = fn(self.variables, src, bgr)
+        return MattingResult(pha=pha, fgr=fgr, err=err, ref=ref)
+
+
+def load(
+    checkpoint_dir: str | os.PathLike,
+    *,
+    backbone_scale: float | None = None,
+    refine_mode: str = "sampling",
+    refine_sample_pixels: int | None = None,
+    refine_threshold: float = 0.1,
+    refine_prevent_oversampling: bool = True,
+    precision: str = "float32",
+    compilation_cache: str | os.PathLike | None | bool = None,
+) -> Matting:
+    """Load a checkpoint directory (``bgm-jax convert`` writes one) as a callable ``Matting``.
+
+    Settings left as None follow the paper's recommendation for each input's resolution.
+    ``compilation_cache``: a directory for JAX's persistent compilation cache, None for the default
+    (``$BGM_JAX_CACHE_DIR`` or ``~/.cache/bgm-jax/xla``), False to leave JAX's configuration alone.
+    """
+    settings = Settings(
+        backbone_scale=backbone_scale,
+        refine_mode=refine_mode,
+        refine_sample_pixels=refine_sample_pixels,
+        refine_threshold=refine_threshold,
+        refine_prevent_oversampling=refine_prevent_oversampling,
+        precision=precision,
+    )
+    if compilation_cache is not False:
+        enable_compilation_cache(None if compilation_cache in (None, True) else compilation_cache)
+    config, variables = load_model(checkpoint_dir)
+    return Matting(config, variables, settings)
