@@ -17,6 +17,7 @@ from bgm_jax.errors import InputError
 # name -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bgm_jax.demo", "run the model on a generated source/background pair (no downloads)"),
+    "eval": ("bgm_jax.eval_cli", "score alpha/foreground predictions against ground truth (SAD, MSE, Grad, Conn, FG MSE)"),
 }
 
 
