@@ -15,7 +15,6 @@ The pieces, usable on their own:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -144,19 +143,17 @@ def _json_number(value: float) -> float | None:
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary name beside ``path`` and rename it into place, so a crash never
-    leaves a half-written file under the final name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write ``text`` under a partial name beside ``path`` and rename it into place (replacing an older
+    report), so a crash never leaves a half-written file under the final name."""
+    from bgm_jax.io.atomic import atomic_output
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
+        with atomic_output(path, overwrite=True) as partial:
+            partial.write_text(text, encoding="utf-8", newline="")
+    except InputError as e:
+        raise InputError(f"cannot write {path}: {e}") from None
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}; choose a writable location") from e
-    finally:
-        with contextlib.suppress(OSError):  # best effort: never mask the error being raised
-            tmp.unlink(missing_ok=True)
 
 
 @dataclass
