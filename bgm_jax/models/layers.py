@@ -79,3 +79,57 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
 def upsample_nearest_2x(x: jax.Array) -> jax.Array:
     """Exact 2x nearest-neighbour upsampling of an NHWC array (= PyTorch's nearest for 2x)."""
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+class MaskedBatchNorm(nn.Module):
+    """BatchNorm whose training statistics cover only the entries selected by ``mask``, exactly across
+    replicas: it sums values and counts (``psum`` over ``axis_name``) instead of averaging per-replica
+    means, so replicas with different numbers of selected entries, or none, give the global statistics.
+    When nothing at all is selected the running statistics are left unchanged (the original runs no
+    refiner then). Variables are named as ``nn.BatchNorm``'s (scale, bias; mean, var), so checkpoints are
+    interchangeable.
+
+    ``mask`` broadcasts against ``x.shape[:-1] + (1,)``; None selects everything.
+    """
+
+    use_running_average: bool = False
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    axis_name: str | None = None
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            x32 = x.astype(jnp.float32)
+            axes = tuple(range(x.ndim - 1))
+            weight = jnp.ones(x.shape[:-1] + (1,), jnp.float32)
+            if mask is not None:
+                weight = weight * jnp.broadcast_to(mask, weight.shape).astype(jnp.float32)
+            total = jnp.sum(x32 * weight, axes)
+            total_sq = jnp.sum(x32 * x32 * weight, axes)
+            count = jnp.sum(weight)
+            if self.axis_name is not None:
+                total, total_sq, count = jax.lax.psum((total, total_sq, count), self.axis_name)
+            safe = jnp.maximum(count, 1.0)
+            mean = total / safe
+            var = jnp.maximum(total_sq / safe - mean * mean, 0.0)
+            if not self.is_initializing():
+                selected = count > 0
+                new_mean = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+                new_var = self.momentum * ra_var.value + (1 - self.momentum) * var
+                ra_mean.value = jnp.where(selected, new_mean, ra_mean.value)
+                ra_var.value = jnp.where(selected, new_var, ra_var.value)
+
+        inv = jax.lax.rsqrt(var + self.epsilon) * scale
+        y = (x.astype(jnp.float32) - mean) * inv + bias
+        return y.astype(self.dtype)

@@ -51,7 +51,9 @@ def check_pair(src: jax.Array, bgr: jax.Array) -> None:
         )
 
 
-def coarse_network(src: jax.Array, bgr: jax.Array, backbone: str, dtype: Dtype, bn_axis_name, train: bool):
+def coarse_network(
+    src: jax.Array, bgr: jax.Array, backbone: str, dtype: Dtype, bn_axis_name, train: bool, dropout_rate: float = 0.5
+):
     """Backbone -> ASPP -> decoder on a (src, bgr) pair: the 37-channel map before activations.
 
     Called from the compact ``__call__`` of MattingBase and MattingRefine, so the submodules are
@@ -59,16 +61,17 @@ def coarse_network(src: jax.Array, bgr: jax.Array, backbone: str, dtype: Dtype, 
     """
     x = jnp.concatenate([src, bgr], axis=-1)
     x4, x3, x2, x1, x0 = make_backbone(backbone, dtype, bn_axis_name)(x, train)
-    x4 = ASPP(dtype=dtype, bn_axis_name=bn_axis_name, name="aspp")(x4, train)
+    x4 = ASPP(dropout_rate=dropout_rate, dtype=dtype, bn_axis_name=bn_axis_name, name="aspp")(x4, train)
     return Decoder(dtype=dtype, bn_axis_name=bn_axis_name, name="decoder")(x4, x3, x2, x1, x0, train)
 
 
 class MattingBase(nn.Module):
     """The base network at the input resolution. Returns ``(pha, fgr, err, hid)``:
     alpha (1 ch, clipped), foreground (3, clipped ``src + residual``), error (1, clipped) and hidden (32, ReLU).
-    Any input size works."""
+    Any input size works. ``aspp_dropout`` is the ASPP's training-time dropout rate (0.5 as the original)."""
 
     backbone: str = "resnet50"
+    aspp_dropout: float = 0.5
     dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
 
@@ -81,7 +84,7 @@ class MattingBase(nn.Module):
     def __call__(self, src: jax.Array, bgr: jax.Array, train: bool = False):
         check_pair(src, bgr)
         src, bgr = src.astype(self.dtype), bgr.astype(self.dtype)
-        x = coarse_network(src, bgr, self.backbone, self.dtype, self.bn_axis_name, train)
+        x = coarse_network(src, bgr, self.backbone, self.dtype, self.bn_axis_name, train, self.aspp_dropout)
         pha = jnp.clip(x[..., 0:1], 0.0, 1.0)
         fgr = jnp.clip(x[..., 1:4] + src, 0.0, 1.0)
         err = jnp.clip(x[..., 4:5], 0.0, 1.0)
@@ -99,6 +102,7 @@ class MattingRefine(nn.Module):
     ``refine_threshold_capacity`` only matters for ``refine_mode='thresholding'``: None computes the exact
     result in eval (full refinement + mask) and uses ``refine_sample_pixels // 16`` patches in training;
     an integer is a static number of patches in both (see ``bgm_jax.models.refiner``).
+    ``aspp_dropout`` is the ASPP's training-time dropout rate (0.5 as the original).
     """
 
     backbone: str = "resnet50"
@@ -109,6 +113,7 @@ class MattingRefine(nn.Module):
     refine_kernel_size: int = 3
     refine_prevent_oversampling: bool = True
     refine_threshold_capacity: int | None = None
+    aspp_dropout: float = 0.5
     dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
 
@@ -144,7 +149,7 @@ class MattingRefine(nn.Module):
         src_sm = resize_bilinear(src, small)
         bgr_sm = resize_bilinear(bgr, small)
 
-        x = coarse_network(src_sm, bgr_sm, self.backbone, self.dtype, self.bn_axis_name, train)
+        x = coarse_network(src_sm, bgr_sm, self.backbone, self.dtype, self.bn_axis_name, train, self.aspp_dropout)
         pha_sm = jnp.clip(x[..., 0:1], 0.0, 1.0)
         fgr_sm = x[..., 1:4]  # the refiner takes the unclipped residual
         err_sm = jnp.clip(x[..., 4:5], 0.0, 1.0)

@@ -30,6 +30,7 @@ leaves the remaining above-threshold cells at the upsampled coarse output.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -38,8 +39,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from bgm_jax.models.layers import (
+    MaskedBatchNorm,
     conv_factory,
-    norm_factory,
     resize_bilinear,
     torch_default_bias_init,
     upsample_nearest_2x,
@@ -139,7 +140,10 @@ class Refiner(nn.Module):
             raise ValueError(f"refine kernel size must be 1 or 3, got {self.kernel_size}")
         k = self.kernel_size
         conv = conv_factory(self.dtype)
-        norm = norm_factory(train, self.dtype, self.bn_axis_name)
+        # BatchNorm over the selected patches only, with exact cross-replica statistics.
+        norm = functools.partial(
+            MaskedBatchNorm, use_running_average=not train, axis_name=self.bn_axis_name, dtype=self.dtype
+        )
         conv1 = conv(24, (k, k), name="conv1")
         bn1 = norm(name="bn1")
         conv2 = conv(16, (k, k), name="conv2")
@@ -218,11 +222,8 @@ class Refiner(nn.Module):
         y = crop_patches(src_bgr, indices, wq, cell=4, pad=pad_full)
         x = x.reshape((-1,) + x.shape[2:])
         y = y.reshape((-1,) + y.shape[2:])
-        mask = None
-        if train:
-            # BatchNorm statistics over the selected patches only, as the original (which drops the
-            # others). If nothing at all is selected, fall back to every slot to keep statistics finite.
-            mask = jnp.where(jnp.any(valid), valid, True).reshape(-1, 1, 1, 1)
+        # BatchNorm statistics over the selected patches only, as the original (which drops the others).
+        mask = valid.reshape(-1, 1, 1, 1) if train else None
         patches = second_stage(upsample_nearest_2x(first_stage(x, mask)), y, mask)
         patches = patches.reshape(batch, capacity, 4, 4, 4)
         out = replace_patches(coarse, patches, indices, valid)
