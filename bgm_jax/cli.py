@@ -17,7 +17,11 @@ from bgm_jax.errors import InputError
 # name -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bgm_jax.demo", "run the model on a generated source/background pair (no downloads)"),
-    "eval": ("bgm_jax.eval_cli", "score alpha/foreground predictions against ground truth (SAD, MSE, Grad, Conn, FG MSE)"),
+    "build-dataset": ("bgm_jax.datasets.command", "prepare a dataset (ArrayRecord, no TensorFlow) from a folder or procedurally"),
+    "eval": ("bgm_jax.eval_cli", "score predictions against ground truth (SAD, MSE, Grad, Conn, FG MSE)"),
+    "images": ("bgm_jax.commands.images", "matte image files against their backgrounds (com, pha, fgr, err, ref PNGs)"),
+    "video": ("bgm_jax.commands.video", "matte a video against a background image (MP4, WebM/ProRes with alpha, PNGs)"),
+    "bench": ("bgm_jax.commands.bench", "measure model-only FPS (paper settings) or end-to-end video FPS"),
 }
 
 

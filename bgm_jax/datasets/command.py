@@ -1,0 +1,97 @@
+"""Prepare a dataset as ArrayRecord files (no TensorFlow needed), from a folder or procedurally.
+
+Examples:
+  bgm-jax build-dataset synthetic_matting/small --data-dir data
+  bgm-jax build-dataset synthetic_matting/small --height 64 --width 96 --num-train 10 --data-dir data
+  bgm-jax build-dataset videomatte240k --manual-dir VideoMatte240K_JPEG_HD --data-dir data
+  bgm-jax build-dataset image_matting/aim --manual-dir Combined_Dataset --data-dir data
+  bgm-jax build-dataset backgrounds --manual-dir Backgrounds --data-dir data
+  bgm-jax build-dataset matting_testset/photomatte85 --samples-dir PhotoMatte85 \\
+      --backgrounds-dir Backgrounds/valid --data-dir data
+
+Datasets: videomatte240k; image_matting/{photomatte85,distinctions646,aim,folder}; backgrounds;
+matting_testset/{aim,distinctions646,photomatte85}; synthetic_matting/{small,image,video_small,video}.
+The expected folder layouts are in docs/datasets.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from bgm_jax.errors import InputError
+
+_SYNTHETIC_FIELDS = ("height", "width", "num_train", "num_test", "frames_per_clip", "seed")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("name", help="dataset, as builder or builder/config (e.g. image_matting/aim)")
+    parser.add_argument("--data-dir", required=True, type=Path, help="where prepared datasets are written")
+    parser.add_argument("--manual-dir", type=Path, help="folder holding the source data")
+    parser.add_argument("--overwrite", action="store_true", help="rebuild even if already prepared")
+    test = parser.add_argument_group("matting_testset")
+    test.add_argument("--samples-dir", type=Path, help="the matting dataset folder (default <manual-dir>/samples)")
+    test.add_argument("--backgrounds-dir", type=Path, help="background images (default <manual-dir>/backgrounds)")
+    test.add_argument("--include", type=Path, help="text file of sample names to keep, one per line")
+    syn = parser.add_argument_group("synthetic_matting (overrides make a new config, named after them)")
+    syn.add_argument("--height", type=int)
+    syn.add_argument("--width", type=int)
+    syn.add_argument("--num-train", type=int, help="training samples (clips for video configs)")
+    syn.add_argument("--num-test", type=int, help="test samples (clips for video configs)")
+    syn.add_argument("--frames-per-clip", type=int)
+    syn.add_argument("--seed", type=int)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bgm_jax.datasets import catalog
+
+    builder_name, _, config_name = args.name.partition("/")
+    kwargs = {}
+    if builder_name == "matting_testset":
+        kwargs = {"samples_dir": args.samples_dir, "backgrounds_dir": args.backgrounds_dir}
+        if args.include is not None:
+            kwargs["include"] = _read_names(args.include)
+    config = _synthetic_config(args, config_name) if builder_name == "synthetic_matting" else None
+    name = args.name if config is None else f"synthetic_matting/{config.name}"
+    builder = catalog.build_dataset(
+        name if config is None else "synthetic_matting", args.data_dir, manual_dir=args.manual_dir,
+        overwrite=args.overwrite, config=config, **kwargs,
+    )
+    splits = ", ".join(f"{split}: {info.num_examples}" for split, info in sorted(builder.info.splits.items()))
+    print(f"prepared {name} at {builder.data_dir} ({splits})")
+    return 0
+
+
+def _synthetic_config(args: argparse.Namespace, config_name: str):
+    """The named synthetic config, or a copy with the command-line overrides and a name saying them."""
+    from bgm_jax.datasets.builders import SyntheticMatting
+
+    configs = {c.name: c for c in SyntheticMatting.BUILDER_CONFIGS}
+    base_name = config_name or SyntheticMatting.DEFAULT_BUILDER_CONFIG_NAME
+    if base_name not in configs:
+        raise InputError(f"synthetic_matting has no config {base_name!r}; choose one of: {', '.join(configs)}")
+    overrides = {f: getattr(args, f) for f in _SYNTHETIC_FIELDS if getattr(args, f) is not None}
+    if not overrides:
+        return None
+    for field, value in overrides.items():
+        if value < (0 if field == "seed" else 1):
+            raise InputError(f"--{field.replace('_', '-')} must be positive, got {value}")
+    base = configs[base_name]
+    values = {f: overrides.get(f, getattr(base, f)) for f in _SYNTHETIC_FIELDS}
+    frames = f"_f{values['frames_per_clip']}" if base.video else ""
+    name = (f"{base_name}_{values['height']}x{values['width']}_n{values['num_train']}-{values['num_test']}"
+            f"{frames}_s{values['seed']}")
+    return dataclasses.replace(base, name=name, description=f"{base_name} with {overrides}", **values)
+
+
+def _read_names(path: Path) -> list[str]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the --include file ({e.strerror})") from None
+    names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not names:
+        raise InputError(f"{path}: the --include file lists no sample names")
+    return names
