@@ -371,3 +371,18 @@ def test_masked_batchnorm_keeps_running_statistics_when_nothing_is_selected():
     assert bool(jnp.all(jnp.isfinite(y)))
     np.testing.assert_array_equal(stats["batch_stats"]["mean"], v["batch_stats"]["mean"])
     np.testing.assert_array_equal(stats["batch_stats"]["var"], v["batch_stats"]["var"])
+
+
+@pytest.mark.parametrize(
+    "shape,size",
+    [((2, 8, 12, 3), (16, 24)), ((1, 36, 52, 2), (9, 13)), ((1, 1084, 20, 1), (271, 5)),
+     ((1, 76, 4, 1), (9, 4)), ((1, 17, 23, 2), (68, 120)), ((1, 1, 1, 4), (5, 7))],
+)
+def test_bilinear_resize_matches_pytorch_coordinates(shape, size):
+    """Against jax.image.resize without antialiasing (itself within ~6e-8 of torch's F.interpolate),
+    for up- and downsampling, odd and non-integer ratios, and a 1x1 source."""
+    from bgm_jax.models.layers import resize_bilinear
+
+    x = jax.random.uniform(jax.random.key(0), shape)
+    expected = jax.image.resize(x, (shape[0], *size, shape[3]), "bilinear", antialias=False)
+    np.testing.assert_allclose(resize_bilinear(x, size), expected, atol=2e-6)
