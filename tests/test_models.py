@@ -126,7 +126,8 @@ def test_full_mode_equals_sampling_with_every_cell_selected(kernel_size):
     full = MattingRefine(refine_mode="full", **model_kwargs).apply(v, src, bgr)
     # The gather/scatter path with a capacity of every cell and a threshold nothing falls below.
     patches = MattingRefine(
-        refine_mode="thresholding", refine_threshold=-1.0, refine_threshold_capacity=NUM_CELLS, **model_kwargs
+        refine_mode="thresholding", refine_threshold=-1.0, refine_threshold_capacity=NUM_CELLS,
+        refine_dense_fraction=1.0, **model_kwargs
     ).apply(v, src, bgr)
     # Sampling with k larger than the number of cells: refines everything instead of crashing.
     sampling = MattingRefine(
@@ -142,7 +143,10 @@ def test_partial_selection_equals_full_inside_cells_and_upsampled_coarse_elsewhe
     src, bgr = random_pair(6)
     k = 40
     full = run(variables, src, bgr, refine_mode="full")
-    part = run(variables, src, bgr, refine_sample_pixels=16 * k)
+    part = run(variables, src, bgr, refine_sample_pixels=16 * k, refine_dense_fraction=1.0)  # patches
+    dense = run(variables, src, bgr, refine_sample_pixels=16 * k, refine_dense_fraction=0.0)  # full + mask
+    for a, b in zip(part, dense):
+        np.testing.assert_allclose(a, b, atol=1e-5)
     pha_sm, fgr_sm, err_sm, ref_sm = part[2], part[3], part[4], part[5]
     assert ref_sm.shape == (2, H // 4, W // 4, 1)
     # Exactly k cells per image, and they are the top-k of the (identity-resized) error map.
@@ -182,7 +186,8 @@ def test_thresholding_refines_exactly_the_cells_above_the_threshold(variables):
     np.testing.assert_array_equal(capped[5], exact[5])
     # ...and a smaller one refines the `capacity` cells of largest error.
     small = run(
-        variables, src, bgr, refine_mode="thresholding", refine_threshold=threshold, refine_threshold_capacity=5
+        variables, src, bgr, refine_mode="thresholding", refine_threshold=threshold, refine_threshold_capacity=5,
+        refine_dense_fraction=1.0,
     )
     np.testing.assert_array_equal(np.asarray(small[5]).reshape(2, -1).sum(1), [5, 5])
 

@@ -102,7 +102,9 @@ class MattingRefine(nn.Module):
     ``refine_threshold_capacity`` only matters for ``refine_mode='thresholding'``: None computes the exact
     result in eval (full refinement + mask) and uses ``refine_sample_pixels // 16`` patches in training;
     an integer is a static number of patches in both (see ``bgm_jax.models.refiner``).
-    ``aspp_dropout`` is the ASPP's training-time dropout rate (0.5 as the original).
+    ``refine_dense_fraction``: in eval, a selection covering more than this fraction of the quarter-
+    resolution cells is refined by the full-image convs plus a mask (identical output, less work);
+    1.0 always uses patches. ``aspp_dropout`` is the ASPP's training-time dropout rate (0.5 as the original).
     """
 
     backbone: str = "resnet50"
@@ -113,6 +115,7 @@ class MattingRefine(nn.Module):
     refine_kernel_size: int = 3
     refine_prevent_oversampling: bool = True
     refine_threshold_capacity: int | None = None
+    refine_dense_fraction: float = 0.2
     aspp_dropout: float = 0.5
     dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
@@ -162,6 +165,7 @@ class MattingRefine(nn.Module):
             kernel_size=self.refine_kernel_size,
             prevent_oversampling=self.refine_prevent_oversampling,
             threshold_capacity=self.refine_threshold_capacity,
+            dense_fraction=self.refine_dense_fraction,
             dtype=self.dtype,
             bn_axis_name=self.bn_axis_name,
             name="refiner",
