@@ -1,0 +1,101 @@
+"""The training application: exact resume, configs and their errors, what a run writes."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from bgm_jax.errors import InputError
+from train.config import TrainConfig, apply_overrides, load_config
+from train.loop import train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+    # The three runs below compile the same step; the persistent cache lets later runs reuse it.
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def small_config(tmp_path, **changes) -> TrainConfig:
+    config = TrainConfig(
+        stage="base",
+        backbone="mobilenetv2",
+        data_dir=str(tmp_path / "data"),
+        train_data="synthetic_matting/small",
+        background_data="synthetic_matting/small",
+        canvas=(64, 64),
+        per_device_batch=1,
+        augment="base",
+        crop_size=(48, 63),
+        crop_sizes_per_side=1,
+        lr_backbone=1e-3,
+        lr_aspp=1e-3,
+        lr_decoder=1e-3,
+        num_steps=6,
+        parallelism="pmap",
+        log_every=1,
+        eval_every=1000,
+        image_every=1000,
+        checkpoint_every=3,
+        keep_checkpoints=2,
+        data_threads=1,
+    )
+    return config.replace(**changes)
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, compilation_cache):
+    from train.checkpointing import Checkpoints
+
+    config = small_config(tmp_path)
+    straight = train_and_evaluate(config, tmp_path / "straight", progress=False)
+    train_and_evaluate(config.replace(num_steps=3), tmp_path / "resumed", progress=False)
+    resumed = train_and_evaluate(config, tmp_path / "resumed", progress=False)
+    assert straight["step"] == resumed["step"] == 6
+
+    from bgm_jax.checkpoint import load_model
+
+    _, a = load_model(tmp_path / "straight" / "export")
+    _, b = load_model(tmp_path / "resumed" / "export")
+    for x, y in zip(leaves(a), leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    log_a = [json.loads(l) for l in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    log_b = [json.loads(l) for l in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    loss_a = {r["step"]: r["loss"] for r in log_a if "loss" in r}
+    loss_b = {r["step"]: r["loss"] for r in log_b if "loss" in r}
+    assert loss_a == loss_b  # the same batches, keys and crops at every step
+    assert sorted(Checkpoints(tmp_path / "resumed", 2, {}).latest.all_steps()) == [3, 6]
+
+
+def test_config_files_load_and_overrides_are_typed(tmp_path):
+    config = load_config("train/configs/tiny.py")
+    assert config.backbone == "mobilenetv2" and config.stage == "base"
+    changed = apply_overrides(config, ["lr_backbone=5e-5", "canvas=96,80", "crop_size=none", "num_steps=7"])
+    assert changed.lr_backbone == 5e-5 and changed.canvas == (96, 80)
+    assert changed.crop_size is None and changed.num_steps == 7
+    for name in ("stage1_base_videomatte", "stage2_refine_videomatte", "stage3_refine_photomatte",
+                 "stage4_refine_distinctions"):
+        stage = load_config(f"train/configs/{name}.py")
+        assert set(stage.learning_rates()) == ({"backbone", "aspp", "decoder"} |
+                                               ({"refiner"} if stage.stage == "refine" else set()))
+
+
+def test_bad_config_input_names_the_problem(tmp_path):
+    config = load_config("train/configs/tiny.py")
+    with pytest.raises(InputError, match="expected NAME=VALUE"):
+        apply_overrides(config, ["learning_rate=1"])
+    with pytest.raises(InputError, match="stage must be"):
+        config.replace(stage="final")
+    with pytest.raises(InputError, match="no such config file"):
+        load_config(tmp_path / "missing.py")
+
+
+def test_a_dataset_that_is_not_prepared_says_how_to_prepare_it(tmp_path):
+    config = small_config(tmp_path, train_data="videomatte240k")
+    with pytest.raises(InputError, match="bgm-jax build-dataset videomatte240k"):
+        train_and_evaluate(config, tmp_path / "run", progress=False)
