@@ -272,7 +272,9 @@ def flax_to_torch(params: Mapping, batch_stats: Mapping | None = None) -> "colle
 
     The exact inverse of :func:`torch_to_flax`; adds ``num_batches_tracked`` (int64 zero, which
     PyTorch only uses when BatchNorm momentum is None) for every BatchNorm so that the original's
-    ``load_state_dict(strict=True)`` accepts the result. Modules come in the order of the params tree.
+    ``load_state_dict(strict=True)`` accepts the result. Keys come in the original's order
+    (:func:`original_order_key`) whatever the order of the trees, which Orbax and ``jax.tree_util``
+    sort alphabetically.
     """
     by_module: dict[str, dict[str, np.ndarray]] = {}
     batch_norm_modules = set()
@@ -285,13 +287,46 @@ def flax_to_torch(params: Mapping, batch_stats: Mapping | None = None) -> "colle
             if path[-1] in ("scale", "mean", "var"):
                 batch_norm_modules.add(module)
     state_dict: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
-    for module, leaves in by_module.items():
+    for module, leaves in sorted(by_module.items(), key=lambda item: _module_order_key(item[0])):
         if module in batch_norm_modules:
             leaves[IGNORED_LEAF] = np.array(0, dtype=np.int64)
         for torch_leaf in _TORCH_LEAF_ORDER:
             if torch_leaf in leaves:
                 state_dict[f"{module}.{torch_leaf}"] = _c_contiguous(leaves[torch_leaf])
     return state_dict
+
+
+# Sibling modules the original registers by name, in registration order: the model's top level,
+# MobileNetV2 (features, InvertedResidual.conv), ASPP (convs, project) and a Bottleneck's shortcut,
+# which torchvision registers after conv1..bn3.
+_NAMED_MODULE_ORDER = ("backbone", "aspp", "decoder", "refiner", "features", "conv", "convs", "project",
+                       "downsample")
+
+
+def _module_name_rank(name: str) -> tuple:
+    """Where a module name sorts among its siblings in the original's state_dict."""
+    if name.isdigit():  # nn.Sequential / nn.ModuleList children
+        return (0, int(name), "")
+    if m := re.fullmatch(r"(conv|bn)(\d+)", name):  # conv1, bn1, conv2, bn2, ... (ResNet, decoder, refiner)
+        return (1, 2 * int(m.group(2)) + (m.group(1) == "bn"), "")
+    if m := re.fullmatch(r"layer(\d+)", name):  # ResNet layer1..4, after the stem's conv1/bn1
+        return (2, int(m.group(1)), "")
+    if name in _NAMED_MODULE_ORDER:
+        return (3, _NAMED_MODULE_ORDER.index(name), "")
+    return (4, 0, name)  # not a module of this architecture: after the known ones, alphabetically
+
+
+def _module_order_key(module: str) -> tuple:
+    # A module's own tensors come before its children's: shorter tuples sort first on a common prefix.
+    return tuple(_module_name_rank(name) for name in module.split("."))
+
+
+def original_order_key(key: str) -> tuple:
+    """Sort key that puts BackgroundMattingV2 state_dict keys in the original's order (module
+    registration order, then weight, bias, running_mean, running_var, num_batches_tracked)."""
+    module, _, leaf = key.rpartition(".")
+    rank = _TORCH_LEAF_ORDER.index(leaf) if leaf in _TORCH_LEAF_ORDER else len(_TORCH_LEAF_ORDER)
+    return (_module_order_key(module), rank, leaf)
 
 
 def _block_count(keys, pattern: str) -> int:
