@@ -99,3 +99,51 @@ def test_a_dataset_that_is_not_prepared_says_how_to_prepare_it(tmp_path):
     config = small_config(tmp_path, train_data="videomatte240k")
     with pytest.raises(InputError, match="bgm-jax build-dataset videomatte240k"):
         train_and_evaluate(config, tmp_path / "run", progress=False)
+
+
+MULTI_HOST_SCRIPT = """
+import json, sys
+from train.config import TrainConfig
+from train.loop import train_and_evaluate
+fields = json.loads(sys.argv[1])
+config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+result = train_and_evaluate(config, sys.argv[2], progress=False)
+print("RESULT", json.dumps(result["train"]))
+"""
+
+
+def test_two_local_processes_train_as_one_global_batch(tmp_path):
+    """Two CPU processes (gloo collectives), one device and 2 examples each, sharing one workdir, against
+    this process (4 fake devices, 1 example each) on the same global batch. The hosts take interleaved
+    items, so the global batch holds the same examples in another order; with identity augmentation the
+    first step's loss (same initial weights, dropout off: its mask follows array order) must agree."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from bgm_jax.datasets import catalog
+
+    catalog.build_dataset("synthetic_matting/small", tmp_path / "data")
+    config = small_config(tmp_path, augment="identity", crop_size=None, canvas=(32, 32), per_device_batch=2,
+                          aspp_dropout=0.0, num_steps=1, parallelism="jit", checkpoint_every=1000)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.getcwd(), "PYTHONUNBUFFERED": "1"}
+    base = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
+    hosts = []
+    for i in range(2):
+        fields = {**base, "coordinator_address": f"127.0.0.1:{port}", "num_processes": 2, "process_id": i}
+        hosts.append(subprocess.Popen(
+            [sys.executable, "-c", MULTI_HOST_SCRIPT, json.dumps(fields), str(tmp_path / "multi")], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    single = train_and_evaluate(config.replace(per_device_batch=1), tmp_path / "single", progress=False)
+    outputs = [p.communicate(timeout=900)[0] for p in hosts]
+    for p, out in zip(hosts, outputs):
+        assert p.returncode == 0, out[-3000:]
+    losses = [json.loads(out.split("RESULT", 1)[1].splitlines()[0])["loss"] for out in outputs]
+    assert losses[0] == losses[1]  # both hosts see the globally averaged loss
+    np.testing.assert_allclose(losses[0], single["train"]["loss"], rtol=1e-5)
+    assert (tmp_path / "multi" / "export").is_dir()

@@ -243,7 +243,9 @@ def prediction_grid(eval_model, variables, valid, count: int = 4) -> list[list[n
 
 
 def setup_distributed(config: TrainConfig) -> None:
+    """Join a multi-process run. On CPU, collectives across processes need gloo (GPU/TPU ignore this)."""
     if config.coordinator_address:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
 
 
@@ -381,11 +383,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
     checkpoints.close()
 
     final = jax.device_get(host_state())
+    model_config = {"model_type": config.stage, "backbone": config.backbone,
+                    "refine_kernel_size": config.refine_kernel_size,
+                    "source": f"train.main step {int(final.step)}"}
+    # Every process takes part in an Orbax save (they synchronise; the primary one writes).
+    save_model(workdir / "export", variables_of(final), model_config, overwrite=True)
     if is_lead:
-        model_config = {"model_type": config.stage, "backbone": config.backbone,
-                        "refine_kernel_size": config.refine_kernel_size,
-                        "source": f"train.main step {int(final.step)}"}
-        save_model(workdir / "export", variables_of(final), model_config, overwrite=True)
         with open(workdir / "results.json", "w") as f:
             json.dump(results, f, indent=2)
     writer.close()
