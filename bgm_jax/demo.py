@@ -24,43 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    from bgm_jax.errors import InputError
-
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1920x1080") from None
-    if width < 16 or height < 16:
-        raise InputError(f"--size {text!r}: width and height must be at least 16")
-    return width, height
-
-
-def random_weight_matting(backbone: str, precision: str):
-    """A Matting object around freshly initialised weights (for trying the pipeline without a download)."""
-    import jax
-    import jax.numpy as jnp
-
-    from bgm_jax.checkpoint import build_model
-    from bgm_jax.inference import Matting, Settings, enable_compilation_cache
-
-    enable_compilation_cache()
-    config = {"model_type": "refine", "backbone": backbone, "refine_kernel_size": 3}
-    x = jnp.zeros((1, 64, 64, 3))
-    variables = jax.jit(build_model(config).init)(jax.random.key(0), x, x)
-    return Matting(config, variables, Settings(precision=precision))
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import numpy as np
 
     import bgm_jax
+    from bgm_jax.commands.common import parse_size, random_weight_matting
     from bgm_jax.datasets.synthetic import composite, make_sample
+    from bgm_jax.errors import InputError
     from bgm_jax.io.outputs import upsample_map, write_com, write_err, write_image, write_pha, write_ref
 
-    width, height = parse_size(args.size)
+    width, height = parse_size(args.size, "--size")
+    if width < 16 or height < 16:
+        raise InputError(f"--size {args.size!r}: the generated pair needs width and height of at least 16")
     sample = make_sample(args.seed, height=height, width=width)
     src = composite(sample["fgr"], sample["pha"], sample["bgr"])
     bgr = sample["bgr"]
@@ -69,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         matting = bgm_jax.load(args.checkpoint, precision=args.precision)
         what = f"checkpoint {args.checkpoint} ({matting.config['backbone']})"
     else:
-        matting = random_weight_matting(args.backbone, args.precision)
+        matting = random_weight_matting(args.backbone, {"precision": args.precision})
         what = f"{args.backbone} with RANDOM weights (pass --checkpoint for a real matte)"
 
     start = time.perf_counter()
