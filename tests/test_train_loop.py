@@ -147,3 +147,25 @@ def test_two_local_processes_train_as_one_global_batch(tmp_path):
     assert losses[0] == losses[1]  # both hosts see the globally averaged loss
     np.testing.assert_allclose(losses[0], single["train"]["loss"], rtol=1e-5)
     assert (tmp_path / "multi" / "export").is_dir()
+
+
+def test_refine_stage_starts_from_a_base_checkpoint_with_a_fresh_refiner(tmp_path):
+    import jax.numpy as jnp
+
+    from bgm_jax.checkpoint import save_model
+    from train.loop import build_model, initial_variables
+
+    base_config = small_config(tmp_path)
+    x = jnp.zeros((1, 64, 64, 3))
+    base_vars = jax.jit(build_model(base_config).init)(jax.random.key(7), x, x)
+    save_model(tmp_path / "base", base_vars, {"model_type": "base", "backbone": "mobilenetv2"})
+
+    refine_config = small_config(tmp_path, stage="refine", init=f"checkpoint:{tmp_path / 'base'}")
+    variables, report = initial_variables(refine_config, build_model(refine_config), jax.random.key(0))
+    for module in ("backbone", "aspp", "decoder"):
+        for a, b in zip(leaves(base_vars["params"][module]), leaves(variables["params"][module])):
+            np.testing.assert_array_equal(a, b)
+    assert "refiner" in variables["params"]
+    assert any("refiner: fresh initialisation" in line for line in report)
+    with pytest.raises(InputError, match="cannot start a resnet50 run"):
+        initial_variables(refine_config.replace(backbone="resnet50"), build_model(refine_config), jax.random.key(0))
