@@ -28,6 +28,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from bgm_jax.models import layers
+
 SOBEL_EPSILON = 1e-6
 
 
@@ -52,8 +54,8 @@ def sobel(x: jax.Array) -> jax.Array:
 
 def resize_bilinear(x: jax.Array, hw: Sequence[int]) -> jax.Array:
     """Bilinear resize of (B, H, W, C) to ``hw`` as PyTorch's ``interpolate(align_corners=False)``:
-    half-pixel centres, no antialiasing."""
-    return jax.image.resize(x, (x.shape[0], *hw, x.shape[-1]), method="bilinear", antialias=False)
+    half-pixel centres, no antialiasing. The model's own resize (separable gathers, no dense matrices)."""
+    return layers.resize_bilinear(x, tuple(hw))
 
 
 def l1(a: jax.Array, b: jax.Array) -> jax.Array:

@@ -42,6 +42,8 @@ def _device_renderer():
     import jax
     import jax.numpy as jnp
 
+    from bgm_jax.models.layers import resize_bilinear
+
     def to_uint8(x):
         # float32 x * 255, clip, round half to even: the exact operations of io.outputs.to_uint8
         return jnp.round(jnp.clip(x.astype(jnp.float32) * 255.0, 0.0, 255.0)).astype(jnp.uint8)
@@ -65,7 +67,7 @@ def _device_renderer():
             out["fgr"] = to_uint8(fgr)
         if "err" in products:
             if err.shape[1:3] != padded:
-                err = jax.image.resize(err, (err.shape[0], *padded, 1), "bilinear", antialias=False)
+                err = resize_bilinear(err, padded)
             out["err"] = to_uint8(err[:, :height, :width, 0])
         if "ref" in products:
             cells = jnp.repeat(jnp.repeat(ref, 4, axis=1), 4, axis=2)
