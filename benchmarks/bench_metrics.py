@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from bgm_jax import evaluate, metrics
+from bgm_jax.evaluation import metrics, score
 
 
 def synthetic_sample(size: int, seed: int = 0):
@@ -27,7 +27,7 @@ def synthetic_sample(size: int, seed: int = 0):
     gt = np.clip((rim - r) / 0.02, 0, 1)
     pred = np.clip(np.roll(gt, 1, axis=1) + rng.normal(0, 0.02, gt.shape), 0, 1)
     gt_u8 = np.rint(gt * 255).astype(np.uint8)
-    pred_u8 = evaluate.quantize_alpha(pred.astype(np.float32), "round")
+    pred_u8 = score.quantize_alpha(pred.astype(np.float32), "round")
     fgr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
     pred_fgr = np.clip(fgr.astype(np.int16) + rng.integers(-5, 6, fgr.shape), 0, 255).astype(np.uint8)
     return pred_u8, gt_u8, pred_fgr, fgr
@@ -61,8 +61,8 @@ def main() -> None:
         "Grad": lambda: metrics.gradient_error(pred, gt, trimap),
         "Conn": lambda: metrics.connectivity_error(pred, gt, trimap),
         "FG_MSE": lambda: metrics.foreground_mse(pred_fgr, gt_fgr, gt, trimap),
-        "score_sample (5 metrics, given trimap)": lambda: evaluate.score_sample(pred, gt, trimap, pred_fgr, gt_fgr),
-        "score_sample (5 metrics + trimap)": lambda: evaluate.score_sample(pred, gt, args.trimap_mode, pred_fgr, gt_fgr),
+        "score_sample (5 metrics, given trimap)": lambda: score.score_sample(pred, gt, trimap, pred_fgr, gt_fgr),
+        "score_sample (5 metrics + trimap)": lambda: score.score_sample(pred, gt, args.trimap_mode, pred_fgr, gt_fgr),
     }
     for name, fn in timings.items():
         print(f"  {name:40s} {median_seconds(fn, args.repeats) * 1e3:8.1f} ms")

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bgm_jax.commands.render import render_on_device, render_on_host
+from bgm_jax.io.render import render_on_device, render_on_host
 from bgm_jax.inference import MattingResult
 
 PRODUCTS = ("composite", "pha")

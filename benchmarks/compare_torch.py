@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch_reference  # noqa: E402
 
-from bgm_jax.commands.common import random_weight_matting  # noqa: E402
+from bgm_jax.cli.common import random_weight_matting  # noqa: E402
 from bgm_jax.inference import recommended_settings  # noqa: E402
 
 

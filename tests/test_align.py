@@ -90,7 +90,7 @@ def test_video_align_warps_the_plate_onto_every_frame_in_the_decode_thread(tmp_p
     import av
 
     from bgm_jax.checkpoint import save_model
-    from bgm_jax.commands.common import random_variables
+    from bgm_jax.cli.common import random_variables
 
     config = {"model_type": "refine", "backbone": "mobilenetv2", "refine_kernel_size": 3}
     save_model(tmp_path / "model", random_variables(config), config)

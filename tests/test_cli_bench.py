@@ -12,7 +12,7 @@ import pytest
 
 from bgm_jax import cli
 from bgm_jax.checkpoint import save_model
-from bgm_jax.commands.common import random_variables
+from bgm_jax.cli.common import random_variables
 
 CONFIG = {"model_type": "refine", "backbone": "mobilenetv2", "refine_kernel_size": 3}
 W, H, FRAMES = 64, 48, 6

@@ -13,7 +13,7 @@ from PIL import Image
 
 from bgm_jax import cli
 from bgm_jax.checkpoint import save_model
-from bgm_jax.commands.common import random_variables
+from bgm_jax.cli.common import random_variables
 
 CONFIG = {"model_type": "refine", "backbone": "mobilenetv2", "refine_kernel_size": 3}
 W, H = 64, 48

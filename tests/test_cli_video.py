@@ -19,8 +19,8 @@ from PIL import Image
 
 from bgm_jax import cli
 from bgm_jax.checkpoint import save_model
-from bgm_jax.commands.common import random_variables
-from bgm_jax.io.video import read_rgba_frames
+from bgm_jax.cli.common import random_variables
+from bgm_jax.io.video_reader import read_rgba_frames
 
 CONFIG = {"model_type": "refine", "backbone": "mobilenetv2", "refine_kernel_size": 3}
 W, H, FRAMES, FPS = 64, 48, 6, 25
@@ -147,7 +147,7 @@ def test_explicit_paths_looped_target_video_resized_background_and_16_bit_alpha(
 
 
 def test_device_and_host_conversion_write_the_same_pixels():
-    from bgm_jax.commands.render import PRODUCTS, render_on_device, render_on_host
+    from bgm_jax.io.render import PRODUCTS, render_on_device, render_on_host
     from bgm_jax.inference import MattingResult
 
     rng = np.random.default_rng(0)

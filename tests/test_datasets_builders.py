@@ -335,7 +335,7 @@ def test_building_and_reading_never_imports_tensorflow(tmp_path):
 
 
 def test_build_dataset_command_prepares_a_synthetic_config_named_after_overrides(tmp_path, capsys):
-    from bgm_jax.datasets import command
+    from bgm_jax.cli import build_dataset as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
@@ -349,7 +349,7 @@ def test_build_dataset_command_prepares_a_synthetic_config_named_after_overrides
 
 
 def test_build_dataset_command_reports_a_bad_manual_dir_as_input_error(tmp_path):
-    from bgm_jax.datasets import command
+    from bgm_jax.cli import build_dataset as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bgm_jax import cli, evaluate, metrics
+from bgm_jax import cli
+from bgm_jax.evaluation import metrics, score
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +76,7 @@ def test_eval_csv_and_json_hold_the_same_scores_as_score_sample(folders, capsys)
     fgr = np.full((24, 32, 3), 100, np.uint8)
     for image in data["images"]:
         pred, gt = arrays[image["file"]]
-        expected = evaluate.score_sample(pred, gt, "band", fgr + 20, fgr)
+        expected = score.score_sample(pred, gt, "band", fgr + 20, fgr)
         assert {k: v for k, v in image.items() if k != "file"} == pytest.approx(expected)
     rows = list(csv.DictReader((root / "out/scores.csv").open()))
     assert [r["file"] for r in rows] == ["a", "sub/b", "mean"]
@@ -120,7 +121,7 @@ def test_eval_with_trimap_folder_names_the_reading_file_and_reports_missing_trim
     assert "problem: sub/b: no trimap" in err
     rows = list(csv.DictReader((root / "s.csv").open()))
     pred, gt = arrays["a"]
-    assert float(rows[0]["SAD"]) == pytest.approx(evaluate.score_sample(pred, gt, trimap)["SAD"])
+    assert float(rows[0]["SAD"]) == pytest.approx(score.score_sample(pred, gt, trimap)["SAD"])
     assert rows[0]["trimap"] == "file" and rows[1]["problem"].startswith("no trimap")
 
 

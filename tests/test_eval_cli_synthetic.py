@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from bgm_jax import cli, evaluate
+from bgm_jax import cli
 from bgm_jax.datasets.synthetic import make_sample
+from bgm_jax.evaluation import perturb, score
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,7 @@ def write_folders(root, samples, predict):
 
 
 def test_eval_on_synthetic_samples_matches_score_sample_and_is_zero_for_exact_predictions(tmp_path, samples, capsys):
-    write_folders(tmp_path, samples, lambda pha: evaluate.quantize_alpha(blurred(pha), "floor"))
+    write_folders(tmp_path, samples, lambda pha: score.quantize_alpha(blurred(pha), "floor"))
     code = cli.main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
                      "--fgr-pred", str(tmp_path / "fgr_pred"), "--fgr-gt", str(tmp_path / "fgr_gt"),
                      "--trimap-mode", "band", "--json", str(tmp_path / "scores.json")])
@@ -47,7 +48,7 @@ def test_eval_on_synthetic_samples_matches_score_sample_and_is_zero_for_exact_pr
     assert data["complete"] and data["n_images"] == 3 and data["trimap"] == "band"
     for image in data["images"]:
         pha = samples[image["file"]]["pha"]
-        expected = evaluate.score_sample(evaluate.quantize_alpha(blurred(pha), "floor"), pha, "band",
+        expected = score.score_sample(score.quantize_alpha(blurred(pha), "floor"), pha, "band",
                                          samples[image["file"]]["fgr"], samples[image["file"]]["fgr"])
         assert {k: v for k, v in image.items() if k != "file"} == pytest.approx(expected)
         assert all(image[m] > 0 for m in ("SAD", "MSE", "Grad", "Conn")) and image["FG_MSE"] == 0.0
@@ -65,7 +66,7 @@ def test_eval_on_synthetic_samples_matches_score_sample_and_is_zero_for_exact_pr
 
 def test_test_time_composite_of_a_synthetic_sample_perturbs_only_the_background(samples):
     sample = samples["s0"]
-    src, bgr = evaluate.composite_test_input(sample["fgr"], sample["pha"], sample["bgr"], seed=1)
+    src, bgr = perturb.composite_test_input(sample["fgr"], sample["pha"], sample["bgr"], seed=1)
     clean = sample["bgr"].astype(np.float32) / 255
     assert src.shape == bgr.shape == clean.shape
     background_only = sample["pha"] == 0

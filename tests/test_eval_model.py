@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bgm_jax import cli, evaluate
+from bgm_jax import cli
 from bgm_jax.checkpoint import save_model
-from bgm_jax.commands.common import random_variables
+from bgm_jax.cli.common import random_variables
 from bgm_jax.datasets import catalog
 from bgm_jax.datasets.builders.synthetic_matting import SyntheticMattingConfig
 from bgm_jax.datasets.synthetic import make_sample
 from bgm_jax.errors import InputError
+from bgm_jax.evaluation import files, perturb, protocol
 
 CONFIG = {"model_type": "refine", "backbone": "mobilenetv2", "refine_kernel_size": 3}
 TINY = "synthetic_matting/tiny64"
@@ -144,9 +145,9 @@ def test_saved_ground_truth_is_the_dataset_record_and_predictions_are_the_model_
     import bgm_jax
 
     matting = bgm_jax.load(checkpoint, backbone_scale=0.25, refine_sample_pixels=320_000, compilation_cache=False)
-    test_set = evaluate.open_test_set(TINY, data_dir=data_dir)
-    writer = evaluate.PredictionWriter(tmp_path / "pred")
-    report = evaluate.evaluate_model(matting, test_set, batch_size=1, writer=writer)
+    test_set = protocol.open_test_set(TINY, data_dir=data_dir)
+    writer = protocol.PredictionWriter(tmp_path / "pred")
+    report = protocol.evaluate_model(matting, test_set, batch_size=1, writer=writer)
     assert matting.compile_count == 1 and len(report.rows) == 3
     source = catalog.open_split(TINY, "test", data_dir, decode_images=True)
     for index, name in enumerate(["000000", "000001", "000002"]):
@@ -173,11 +174,11 @@ class RecordingMatting:
 
 
 def test_the_model_gets_the_seeded_perturbed_background_and_the_composite_uses_the_clean_one(data_dir):
-    test_set = evaluate.open_test_set(TINY, data_dir=data_dir)
+    test_set = protocol.open_test_set(TINY, data_dir=data_dir)
     source = catalog.open_split(TINY, "test", data_dir, decode_images=True)
     for run_seed in (0, 7):
         matting = RecordingMatting()
-        evaluate.evaluate_model(matting, test_set, seed=run_seed, batch_size=3)
+        protocol.evaluate_model(matting, test_set, seed=run_seed, batch_size=3)
         (src, bgr), = matting.calls  # one batch of 3
         for index in range(3):
             record = source[index]
@@ -185,26 +186,26 @@ def test_the_model_gets_the_seeded_perturbed_background_and_the_composite_uses_t
             alpha = record["pha"].astype(np.float32) / 255
             expected_src = alpha * (record["fgr"].astype(np.float32) / 255) + (1 - alpha) * clean
             np.testing.assert_allclose(src[index], expected_src, atol=1e-6)
-            seed = evaluate.perturbation_seed(record["seed"], run_seed)
-            np.testing.assert_array_equal(bgr[index], evaluate.perturb_background(record["bgr"], seed))
+            seed = protocol.perturbation_seed(record["seed"], run_seed)
+            np.testing.assert_array_equal(bgr[index], perturb.perturb_background(record["bgr"], seed))
             assert np.abs(bgr[index] - clean).mean() > 0.03  # perturbed, not the clean plate
-    assert evaluate.perturbation_seed(5, 0) != evaluate.perturbation_seed(5, 7)
+    assert protocol.perturbation_seed(5, 0) != protocol.perturbation_seed(5, 7)
 
 
 def test_testset_records_are_named_sample_at_background_and_use_their_stored_seed(data_dir):
-    test_set = evaluate.open_test_set("matting_testset/photomatte85", data_dir=data_dir)
+    test_set = protocol.open_test_set("matting_testset/photomatte85", data_dir=data_dir)
     matting = RecordingMatting()
-    report = evaluate.evaluate_model(matting, test_set, trimap_mode="band", batch_size=5)
+    report = protocol.evaluate_model(matting, test_set, trimap_mode="band", batch_size=5)
     source = catalog.open_split("matting_testset/photomatte85", "test", data_dir, decode_images=True)
-    names = [f"{evaluate._text(r['name'])}@{evaluate._text(r['background'])}" for r in source]
+    names = [f"{protocol._text(r['name'])}@{protocol._text(r['background'])}" for r in source]
     assert [name for name, _ in report.rows] == names and names[0].startswith("alice@wide")
     (src, bgr), = matting.calls  # both 48x40 samples in one batch
     assert src.shape == (2, 48, 40, 3)
     for index, record in enumerate(source):
-        fitted = evaluate.fit_background(record["bgr"], 48, 40)  # 60x90 plate: height fitted, centre crop
+        fitted = protocol.fit_background(record["bgr"], 48, 40)  # 60x90 plate: height fitted, centre crop
         assert record["bgr"].shape == (60, 90, 3) and fitted.shape == (48, 40, 3)
-        seed = evaluate.perturbation_seed(record["seed"], 0)
-        np.testing.assert_array_equal(bgr[index], evaluate.perturb_background(fitted, seed))
+        seed = protocol.perturbation_seed(record["seed"], 0)
+        np.testing.assert_array_equal(bgr[index], perturb.perturb_background(fitted, seed))
     assert report.trimap == "band"
 
 
@@ -216,7 +217,7 @@ def test_batches_hold_one_size_and_a_short_batch_is_padded_to_the_width_already_
         save(tmp_path / f"pha/{name}.png", sample["pha"])
         save(tmp_path / f"bgr/{name}.jpg", sample["bgr"])
     matting = RecordingMatting()
-    report = evaluate.evaluate_model(matting, evaluate.open_test_set(dataset_dir=tmp_path), batch_size=2)
+    report = protocol.evaluate_model(matting, protocol.open_test_set(dataset_dir=tmp_path), batch_size=2)
     shapes = [src.shape for src, _ in matting.calls]
     # a b | c (+c: padded to the width 2 that 32x32 already ran at) | d e | f (+f)
     assert shapes == [(2, 32, 32, 3), (2, 32, 32, 3), (2, 36, 44, 3), (2, 32, 32, 3)]
@@ -227,9 +228,9 @@ def test_batches_hold_one_size_and_a_short_batch_is_padded_to_the_width_already_
 def test_a_short_first_batch_runs_at_its_own_width_instead_of_padding():
     widths = {}
     matting = RecordingMatting()
-    x = evaluate.TestInput("x", np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 3), np.float32), None, None)
-    evaluate.run_model_batch(matting, [x, x, x], widths)
-    evaluate.run_model_batch(matting, [x], widths)
+    x = protocol.TestInput("x", np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 3), np.float32), None, None)
+    protocol.run_model_batch(matting, [x, x, x], widths)
+    protocol.run_model_batch(matting, [x], widths)
     assert [src.shape[0] for src, _ in matting.calls] == [3, 3] and widths == {(8, 8, 3): 3}
 
 
@@ -241,9 +242,9 @@ def test_folder_test_set_reports_unpaired_and_unreadable_samples_by_name_and_sco
         if name != "b":
             save(tmp_path / f"bgr/{name}.png", make_sample(ord(name), 40, 30)["bgr"])
     (tmp_path / "pha/c.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    test_set = evaluate.open_test_set(dataset_dir=tmp_path)
+    test_set = protocol.open_test_set(dataset_dir=tmp_path)
     assert len(test_set) == 2 and test_set.load(0).record_seed == zlib.crc32(b"a")
-    report = evaluate.evaluate_model(RecordingMatting(), test_set)
+    report = protocol.evaluate_model(RecordingMatting(), test_set)
     assert [name for name, _ in report.rows] == ["a"]
     problems = dict(report.problems)
     assert problems["b"].startswith("no bgr/ image under") and "unreadable" in problems["c"]
@@ -251,18 +252,18 @@ def test_folder_test_set_reports_unpaired_and_unreadable_samples_by_name_and_sco
 
 
 def test_prediction_writer_keeps_dots_in_names_writes_unquantised_alpha_as_16_bit_and_refuses_escapes(tmp_path):
-    writer = evaluate.PredictionWriter(tmp_path / "out")
+    writer = protocol.PredictionWriter(tmp_path / "out")
     alpha = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
     colour = np.zeros((4, 4, 3), np.uint8)
     writer.write("sub/take.2", alpha, colour, np.zeros((4, 4), np.uint8), colour)
-    written = evaluate.read_alpha(tmp_path / "out/pha/sub/take.2.png")
+    written = files.read_alpha(tmp_path / "out/pha/sub/take.2.png")
     assert written.dtype == np.uint16 and written[-1, -1] == 65535
-    assert "sub/take.2" in evaluate.index_images(tmp_path / "out/pha").files
+    assert "sub/take.2" in files.index_images(tmp_path / "out/pha").files
     with pytest.raises(InputError, match="outside"):
         writer.write("../escape", alpha, colour, colour[..., 0], colour)
     with pytest.raises(InputError, match="already holds pha/"):
-        evaluate.PredictionWriter(tmp_path / "out")
-    evaluate.PredictionWriter(tmp_path / "out", overwrite=True)
+        protocol.PredictionWriter(tmp_path / "out")
+    protocol.PredictionWriter(tmp_path / "out", overwrite=True)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Scoring one sample, quantisation, reports and file pairing in bgm_jax.evaluate."""
+"""Scoring one sample, quantisation, reports and file pairing in bgm_jax.evaluation."""
 
 import csv
 import io
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bgm_jax import evaluate, metrics
 from bgm_jax.errors import InputError
+from bgm_jax.evaluation import files, metrics, report, score
 
 
 def soft_disc(h=24, w=32, radius=7.0, edge=3.0):
@@ -25,29 +25,29 @@ def soft_disc(h=24, w=32, radius=7.0, edge=3.0):
 
 def test_quantize_round_and_floor_differ_as_the_original_truncated():
     alpha = np.array([100.7 / 255, 0.6, 1.2, -0.1], np.float32)
-    np.testing.assert_array_equal(evaluate.quantize_alpha(alpha, "round"), [101, 153, 255, 0])
-    np.testing.assert_array_equal(evaluate.quantize_alpha(alpha, "floor"), [100, 153, 255, 0])
+    np.testing.assert_array_equal(score.quantize_alpha(alpha, "round"), [101, 153, 255, 0])
+    np.testing.assert_array_equal(score.quantize_alpha(alpha, "floor"), [100, 153, 255, 0])
 
 
 def test_quantize_none_keeps_float_precision_clipped_to_unit_range():
-    out = evaluate.quantize_alpha(np.array([0.25, 1.5], np.float64), "none")
+    out = score.quantize_alpha(np.array([0.25, 1.5], np.float64), "none")
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, [0.25, 1.0])
 
 
 def test_quantize_leaves_8bit_input_as_stored_and_scales_16bit():
     stored = np.array([3, 200], np.uint8)
-    assert evaluate.quantize_alpha(stored, "floor") is stored
+    assert score.quantize_alpha(stored, "floor") is stored
     sixteen = np.array([65535, 32768], np.uint16)  # 32768/65535*255 = 127.502
-    np.testing.assert_array_equal(evaluate.quantize_alpha(sixteen, "round"), [255, 128])
-    np.testing.assert_array_equal(evaluate.quantize_alpha(sixteen, "floor"), [255, 127])
+    np.testing.assert_array_equal(score.quantize_alpha(sixteen, "round"), [255, 128])
+    np.testing.assert_array_equal(score.quantize_alpha(sixteen, "floor"), [255, 127])
     with pytest.raises(InputError, match="round, floor, none"):
-        evaluate.quantize_alpha(stored, "ceil")
+        score.quantize_alpha(stored, "ceil")
 
 
 def test_crop_to_multiple_of_4_keeps_the_top_left():
     image = np.arange(7 * 10).reshape(7, 10)
-    np.testing.assert_array_equal(evaluate.crop_to_multiple_of_4(image), image[:4, :8])
+    np.testing.assert_array_equal(score.crop_to_multiple_of_4(image), image[:4, :8])
 
 
 # --- score_sample --------------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def test_score_sample_equals_the_individual_metrics_in_paper_units():
     gt = soft_disc()
     pred = np.roll(gt, 1, axis=1)
     trimap = metrics.trimap_from_alpha(gt, "band")
-    scores = evaluate.score_sample(pred, gt, trimap)
+    scores = score.score_sample(pred, gt, trimap)
     assert scores == {
         "SAD": metrics.sad(pred, gt, trimap),
         "MSE": metrics.mse(pred, gt, trimap),
@@ -71,42 +71,42 @@ def test_score_sample_generates_the_named_trimap_reading_after_cropping():
     gt = soft_disc(26, 35)
     pred = np.roll(gt, 1, axis=0)
     cropped_trimap = metrics.trimap_from_alpha(gt[:24, :32], "closing")
-    assert evaluate.score_sample(pred, gt, "closing") == evaluate.score_sample(pred[:24, :32], gt[:24, :32], cropped_trimap)
+    assert score.score_sample(pred, gt, "closing") == score.score_sample(pred[:24, :32], gt[:24, :32], cropped_trimap)
 
 
 def test_score_sample_accepts_a_prediction_already_cropped_to_multiples_of_4():
     gt = soft_disc(26, 35)
-    assert evaluate.score_sample(gt[:24, :32], gt, "band")["SAD"] == 0.0
+    assert score.score_sample(gt[:24, :32], gt, "band")["SAD"] == 0.0
 
 
 def test_score_sample_rejects_sizes_that_differ_after_cropping():
     with pytest.raises(InputError, match="sizes differ after cropping"):
-        evaluate.score_sample(soft_disc(28, 32), soft_disc(24, 32), "closing")
+        score.score_sample(soft_disc(28, 32), soft_disc(24, 32), "closing")
 
 
 def test_score_sample_rejects_a_colour_trimap():
     gt = soft_disc()
     with pytest.raises(InputError, match="trimap has shape"):
-        evaluate.score_sample(gt, gt, np.zeros(gt.shape + (3,), np.uint8))
+        score.score_sample(gt, gt, np.zeros(gt.shape + (3,), np.uint8))
 
 
 def test_score_sample_adds_foreground_mse_only_with_both_foregrounds():
     gt = soft_disc()
     fgr = np.zeros(gt.shape + (3,), np.uint8)
-    scores = evaluate.score_sample(gt, gt, "band", fgr, fgr + 10)
+    scores = score.score_sample(gt, gt, "band", fgr, fgr + 10)
     assert scores["FG_MSE"] > 0
     with pytest.raises(InputError, match="both"):
-        evaluate.score_sample(gt, gt, "band", pred_fgr=fgr)
+        score.score_sample(gt, gt, "band", pred_fgr=fgr)
 
 
 # --- reports -------------------------------------------------------------------------------------------
 
 
 def two_row_report():
-    report = evaluate.EvalReport(trimap="band", quantize="floor", trimap_source="generated from ground-truth alpha")
-    report.add("a", {"SAD": 1.0, "MSE": 2.0, "Grad": 3000.0, "Conn": 40.0, "FG_MSE": 5.0})
-    report.add("b", {"SAD": 3.0, "MSE": 4.0, "Grad": 5000.0, "Conn": 60.0})
-    return report
+    result = report.EvalReport(trimap="band", quantize="floor", trimap_source="generated from ground-truth alpha")
+    result.add("a", {"SAD": 1.0, "MSE": 2.0, "Grad": 3000.0, "Conn": 40.0, "FG_MSE": 5.0})
+    result.add("b", {"SAD": 3.0, "MSE": 4.0, "Grad": 5000.0, "Conn": 60.0})
+    return result
 
 
 def test_report_mean_is_the_plain_mean_over_images_having_each_metric():
@@ -154,7 +154,7 @@ def test_report_json_names_the_reading_marks_incomplete_runs_and_writes_nan_as_n
 def test_read_alpha_takes_16bit_pngs_and_the_alpha_channel_of_rgba(tmp_path):
     sixteen = np.array([[0, 1000], [40000, 65535]], np.uint16)
     Image.fromarray(sixteen).save(tmp_path / "a16.png")
-    got = evaluate.read_alpha(tmp_path / "a16.png")
+    got = files.read_alpha(tmp_path / "a16.png")
     assert got.dtype == np.uint16
     np.testing.assert_array_equal(got, sixteen)
 
@@ -162,18 +162,18 @@ def test_read_alpha_takes_16bit_pngs_and_the_alpha_channel_of_rgba(tmp_path):
     rgba[..., 0] = 200
     rgba[..., 3] = [[0, 10], [20, 30]]
     Image.fromarray(rgba, "RGBA").save(tmp_path / "com.png")
-    np.testing.assert_array_equal(evaluate.read_alpha(tmp_path / "com.png"), rgba[..., 3])
+    np.testing.assert_array_equal(files.read_alpha(tmp_path / "com.png"), rgba[..., 3])
 
 
 def test_index_images_keys_by_relative_stem_and_sets_apart_ambiguous_names(tmp_path):
     for name in ["a.png", "sub/b.JPG", "c.png", "c.jpg", "notes.txt", ".hidden/d.png"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    index = evaluate.index_images(tmp_path)
+    index = files.index_images(tmp_path)
     assert sorted(index.files) == ["a", "sub/b"]
     assert sorted(p.name for p in index.ambiguous["c"]) == ["c.jpg", "c.png"]
 
 
 def test_evaluate_directories_rejects_a_missing_folder(tmp_path):
     with pytest.raises(InputError, match="--gt .*not a directory"):
-        evaluate.evaluate_directories(tmp_path, tmp_path / "nope")
+        files.evaluate_directories(tmp_path, tmp_path / "nope")

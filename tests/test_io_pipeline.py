@@ -114,7 +114,9 @@ def test_video_through_the_pipeline_to_an_alpha_webm(tmp_path):
     """The way the video command uses it: reader in the decode thread, writer in the encode thread."""
     from test_io_video import make_video
 
-    from bgm_jax.io.video import VideoReader, VideoWriter, read_rgba_frames
+    from bgm_jax.io.video_reader import VideoReader, read_rgba_frames
+
+    from bgm_jax.io.video_writer import VideoWriter
 
     source = make_video(tmp_path / "clip.mp4", frames=9)
     out = tmp_path / "com.webm"
@@ -136,7 +138,9 @@ def test_video_through_the_pipeline_to_an_alpha_webm(tmp_path):
 def test_a_failing_model_leaves_no_video_behind(tmp_path):
     from test_io_video import make_video
 
-    from bgm_jax.io.video import VideoReader, VideoWriter
+    from bgm_jax.io.video_reader import VideoReader
+
+    from bgm_jax.io.video_writer import VideoWriter
 
     source = make_video(tmp_path / "clip.mp4", frames=6)
     out = tmp_path / "out" / "com.mp4"

@@ -14,17 +14,8 @@ import numpy as np
 import pytest
 
 from bgm_jax.errors import InputError
-from bgm_jax.io.video import (
-    Orientation,
-    PngSequenceWriter,
-    VideoReader,
-    VideoWriter,
-    available_encoders,
-    orientation_from_display_matrix,
-    orientation_from_rotation,
-    probe_video,
-    read_rgba_frames,
-)
+from bgm_jax.io.video_reader import Orientation, VideoReader, orientation_from_display_matrix, orientation_from_rotation, probe_video, read_rgba_frames
+from bgm_jax.io.video_writer import PngSequenceWriter, VideoWriter, available_encoders
 
 W, H = 64, 48
 AUDIO_RATE = 44100

@@ -1,4 +1,4 @@
-"""Hand-computed cases for every metric of bgm_jax.metrics (METRICS.md is the reference)."""
+"""Hand-computed cases for every metric of bgm_jax.evaluation.metrics (METRICS.md is the reference)."""
 
 import math
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bgm_jax import metrics
 from bgm_jax.errors import InputError
+from bgm_jax.evaluation import metrics
 
 U = metrics.UNKNOWN
 

@@ -5,8 +5,9 @@ Knows nothing about the model. Modules (imported on first use, so ``import bgm_j
 - ``images``: ``read_image``, ``collect_images``, ``pair_backgrounds``
 - ``outputs``: ``to_uint8`` (rounding), ``compose_rgba``, ``composite_over``, ``upsample_map``,
   ``write_com`` / ``write_pha`` / ``write_fgr`` / ``write_err`` / ``write_ref``, ``output_path``
-- ``video``: ``VideoReader``, ``VideoWriter`` (.mp4 / .webm / .mov), ``PngSequenceWriter``,
-  ``read_rgba_frames``, ``available_encoders``
+- ``video_reader``: ``VideoReader``, ``probe_video``, ``read_rgba_frames`` (decoding, rotation, timing)
+- ``video_writer``: ``VideoWriter`` (.mp4 / .webm / .mov), ``PngSequenceWriter``, ``available_encoders``
+- ``render``: model outputs -> the pixels that get written (uint8 on the device, or on the host)
 - ``pipeline``: ``Pipeline`` (decode thread -> main thread -> encode thread), ``batched``
 - ``atomic``: write-then-rename and the no-overwrite check
 
@@ -38,15 +39,15 @@ _LAZY = {
     "write_ref": "outputs",
     "OUTPUT_TYPES": "outputs",
     "DEFAULT_TARGET_RGB": "outputs",
-    "VideoReader": "video",
-    "VideoInfo": "video",
-    "DecodedFrame": "video",
-    "VideoWriter": "video",
-    "PngSequenceWriter": "video",
-    "VIDEO_FORMATS": "video",
-    "probe_video": "video",
-    "read_rgba_frames": "video",
-    "available_encoders": "video",
+    "VideoReader": "video_reader",
+    "VideoInfo": "video_reader",
+    "DecodedFrame": "video_reader",
+    "VideoWriter": "video_writer",
+    "PngSequenceWriter": "video_writer",
+    "VIDEO_FORMATS": "video_writer",
+    "probe_video": "video_reader",
+    "read_rgba_frames": "video_reader",
+    "available_encoders": "video_writer",
     "Pipeline": "pipeline",
     "batched": "pipeline",
     "atomic_output": "atomic",

@@ -24,7 +24,7 @@ import platform
 import time
 from pathlib import Path
 
-from bgm_jax.commands.common import (
+from bgm_jax.cli.common import (
     BACKBONES,
     PRECISIONS,
     REFINE_MODES,
@@ -166,7 +166,7 @@ def measure_model(matting, width: int, height: int, batch: int, *, repeats: int,
     import jax
     import numpy as np
 
-    from bgm_jax.commands.render import padded_size
+    from bgm_jax.io.render import padded_size
 
     rng = np.random.default_rng(seed)
     src = jax.device_put(rng.random((batch, height, width, 3), np.float32))
@@ -209,7 +209,7 @@ def measure_model(matting, width: int, height: int, batch: int, *, repeats: int,
 
 def decode_only_fps(video: str, size) -> tuple[int, float]:
     """Frames and FPS of decoding the whole file to RGB, the floor under any end-to-end figure."""
-    from bgm_jax.io.video import VideoReader
+    from bgm_jax.io.video_reader import VideoReader
 
     start = time.perf_counter()
     with VideoReader(video, size=size) as reader:
@@ -222,8 +222,8 @@ def measure_e2e(matting, video: str, size, batch: int, args, convert: str, decod
 
     import numpy as np
 
-    from bgm_jax.commands.video import FORMATS, OUTPUT_TYPES, VideoOutput, matte_video, parse_target, read_background
-    from bgm_jax.io.video import VideoReader
+    from bgm_jax.cli.video import FORMATS, OUTPUT_TYPES, VideoOutput, matte_video, parse_target, read_background
+    from bgm_jax.io.video_reader import VideoReader
 
     kinds = parse_choices(args.outputs, OUTPUT_TYPES, "--outputs")
     formats = parse_choices(args.formats, FORMATS, "--formats")
@@ -306,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_dir(Path(args.json).expanduser().absolute().parent)
     decode_fps = {}
     if args.e2e:
-        from bgm_jax.io.video import probe_video
+        from bgm_jax.io.video_reader import probe_video
 
         probe_video(args.e2e)  # not a video: say so before building any model
 

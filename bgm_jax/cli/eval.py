@@ -20,7 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from bgm_jax.commands.common import PRECISIONS, REFINE_MODES, add_progress_argument, positive_int
+from bgm_jax.cli.common import (
+    PRECISIONS,
+    REFINE_MODES,
+    add_progress_argument,
+    positive_int,
+)
 from bgm_jax.errors import InputError
 
 # option -> argparse dest, for telling the user which options belong to the other mode
@@ -150,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_folders(args: argparse.Namespace) -> int:
-    from bgm_jax.evaluate import evaluate_directories
+    from bgm_jax.evaluation.files import evaluate_directories
 
     if args.trimap is not None and args.trimap_mode is not None:
         raise InputError(
@@ -179,8 +184,8 @@ def _run_folders(args: argparse.Namespace) -> int:
 
 
 def _run_model(args: argparse.Namespace) -> int:
-    from bgm_jax import evaluate
-    from bgm_jax.commands.common import load_matting, progress_bar
+    from bgm_jax.cli.common import load_matting, progress_bar
+    from bgm_jax.evaluation import protocol
 
     if (args.dataset is None) == (args.dataset_dir is None):
         raise InputError("give one test set: --dataset NAME (a prepared dataset) or --dataset-dir DIR (image folders)")
@@ -194,16 +199,16 @@ def _run_model(args: argparse.Namespace) -> int:
         raise InputError(f"--model {args.model}: no such checkpoint directory; convert weights with "
                          "`bgm-jax convert MODEL.pth DIR` first")
     # everything about the data and outputs is checked before the model is loaded and compiled
-    test_set = evaluate.open_test_set(
+    test_set = protocol.open_test_set(
         args.dataset, data_dir=args.data_dir, split=args.split or "test", dataset_dir=args.dataset_dir
     )
-    writer = evaluate.PredictionWriter(args.save_pred, overwrite=bool(args.overwrite)) if args.save_pred else None
+    writer = protocol.PredictionWriter(args.save_pred, overwrite=bool(args.overwrite)) if args.save_pred else None
     _apply_model_defaults(args)
     matting = load_matting(args)
 
     trimap_mode = args.trimap_mode or "closing"
     sources = {"model": str(args.model), "dataset": test_set.description}
-    report = evaluate.evaluate_model(
+    report = protocol.evaluate_model(
         matting,
         test_set,
         trimap_mode=trimap_mode,
@@ -231,15 +236,15 @@ def _run_model(args: argparse.Namespace) -> int:
 
 def _apply_model_defaults(args: argparse.Namespace) -> None:
     """Fill the model options left out with the paper's photo evaluation settings."""
-    from bgm_jax import evaluate
+    from bgm_jax.evaluation import protocol
 
     defaults = {
-        "backbone_scale": evaluate.PAPER_PHOTO_BACKBONE_SCALE,
+        "backbone_scale": protocol.PAPER_PHOTO_BACKBONE_SCALE,
         "refine_mode": "sampling",
-        "refine_sample_pixels": evaluate.PAPER_PHOTO_SAMPLE_PIXELS,
+        "refine_sample_pixels": protocol.PAPER_PHOTO_SAMPLE_PIXELS,
         "refine_threshold": 0.1,
         "precision": "float32",
-        "batch": evaluate.default_batch_size(),
+        "batch": protocol.default_batch_size(),
         "seed": 0,
         "noise": "std",
     }

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import bgm_jax
-    from bgm_jax.commands.common import parse_size, random_weight_matting
+    from bgm_jax.cli.common import parse_size, random_weight_matting
     from bgm_jax.datasets.synthetic import composite, make_sample
     from bgm_jax.errors import InputError
     from bgm_jax.io.outputs import upsample_map, write_com, write_err, write_image, write_pha, write_ref

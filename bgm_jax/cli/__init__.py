@@ -16,14 +16,14 @@ from bgm_jax.errors import InputError
 
 # name -> (module providing add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("bgm_jax.demo", "run the model on a generated source/background pair (no downloads)"),
-    "build-dataset": ("bgm_jax.datasets.command", "prepare a dataset (ArrayRecord, no TensorFlow) from a folder or procedurally"),
-    "eval": ("bgm_jax.eval_cli", "score predictions, or run a model over a test set, with the paper's metrics"),
-    "images": ("bgm_jax.commands.images", "matte image files against their backgrounds (com, pha, fgr, err, ref PNGs)"),
-    "video": ("bgm_jax.commands.video", "matte a video against a background image (MP4, WebM/ProRes with alpha, PNGs)"),
-    "bench": ("bgm_jax.commands.bench", "measure model-only FPS (paper settings) or end-to-end video FPS"),
-    "convert": ("bgm_jax.convert.command", "convert official PyTorch weights (.pth) to a bgm-jax model directory (no torch needed)"),
-    "export-torch": ("bgm_jax.convert.export_command", "write a bgm-jax model directory as a PyTorch state_dict for the original code"),
+    "demo": ("bgm_jax.cli.demo", "run the model on a generated source/background pair (no downloads)"),
+    "build-dataset": ("bgm_jax.cli.build_dataset", "prepare a dataset (ArrayRecord, no TensorFlow) from a folder or procedurally"),
+    "eval": ("bgm_jax.cli.eval", "score predictions, or run a model over a test set, with the paper's metrics"),
+    "images": ("bgm_jax.cli.images", "matte image files against their backgrounds (com, pha, fgr, err, ref PNGs)"),
+    "video": ("bgm_jax.cli.video", "matte a video against a background image (MP4, WebM/ProRes with alpha, PNGs)"),
+    "bench": ("bgm_jax.cli.bench", "measure model-only FPS (paper settings) or end-to-end video FPS"),
+    "convert": ("bgm_jax.cli.convert", "convert official PyTorch weights (.pth) to a bgm-jax model directory (no torch needed)"),
+    "export-torch": ("bgm_jax.cli.export_torch", "write a bgm-jax model directory as a PyTorch state_dict for the original code"),
 }
 
 

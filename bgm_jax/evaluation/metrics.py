@@ -19,7 +19,7 @@ for Conn (153/255 is >= 0.6 in float32 but not in float64). Sums accumulate in f
 from MATLAB's single-precision sums only around the 7th significant digit.
 
 The functions here take arrays that are already aligned; cropping to multiples of 4, pairing files and
-reporting live in :mod:`bgm_jax.evaluate`.
+reporting live beside it in the other :mod:`bgm_jax.evaluation` modules.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
-
 from bgm_jax.errors import InputError
+from scipy import ndimage
 
 UNKNOWN = 128  # trimap value of the unknown region, the only pixels any image metric looks at
 FOREGROUND = 255

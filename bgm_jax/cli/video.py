@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bgm_jax.commands.common import (
+from bgm_jax.cli.common import (
     add_model_arguments,
     add_progress_argument,
     describe_size,
@@ -90,7 +90,7 @@ class VideoOutput:
     container: str  # mp4, webm, mov, png
 
     def product(self, pha_16bit: bool) -> str:
-        """The render product written (see bgm_jax.commands.render)."""
+        """The render product written (see bgm_jax.io.render)."""
         if self.kind == "com":
             return "composite" if self.container == "mp4" else "rgba"
         if self.kind == "pha" and pha_16bit and self.container == "png":
@@ -166,7 +166,7 @@ def parse_target(text: str, width: int, height: int) -> Target:
     import numpy as np
 
     from bgm_jax.io.images import IMAGE_EXTENSIONS, read_image
-    from bgm_jax.io.video import probe_video
+    from bgm_jax.io.video_reader import probe_video
 
     rgb = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*", text)
     hex_colour = re.fullmatch(r"\s*#([0-9a-fA-F]{6})\s*", text)
@@ -188,7 +188,7 @@ def parse_target(text: str, width: int, height: int) -> Target:
 
 def looped_frames(path: Path, size: tuple[int, int]):
     """The frames of a target video at ``size``, from the start again whenever it ends."""
-    from bgm_jax.io.video import VideoReader
+    from bgm_jax.io.video_reader import VideoReader
 
     while True:
         with VideoReader(path, size=size) as reader:
@@ -254,7 +254,7 @@ class VideoRunStats:
 
 
 def open_writer(output: VideoOutput, info, *, overwrite: bool, pha_16bit: bool, encoder: str | None):
-    from bgm_jax.io.video import PngSequenceWriter, VideoWriter
+    from bgm_jax.io.video_writer import PngSequenceWriter, VideoWriter
 
     if output.container == "png":
         bits = 16 if output.product(pha_16bit) == "pha_float" else 8
@@ -331,7 +331,7 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
     import jax.numpy as jnp
     import numpy as np
 
-    from bgm_jax.commands.render import padded_size, render_on_device, render_on_host, warm_up_device_renderer
+    from bgm_jax.io.render import padded_size, render_on_device, render_on_host, warm_up_device_renderer
     from bgm_jax.io.pipeline import Pipeline
 
     info = reader.info
@@ -396,7 +396,7 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
 
 
 def run(args: argparse.Namespace) -> int:
-    from bgm_jax.io.video import VideoReader
+    from bgm_jax.io.video_reader import VideoReader
 
     outputs = resolve_outputs(args)
     check_outputs_writable(outputs, args.overwrite)

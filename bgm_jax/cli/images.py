@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bgm_jax.commands.common import (
+from bgm_jax.cli.common import (
     add_model_arguments,
     add_progress_argument,
     describe_size,
@@ -34,7 +34,7 @@ from bgm_jax.commands.common import (
 from bgm_jax.errors import InputError
 
 OUTPUT_TYPES = ("com", "pha", "fgr", "err", "ref")
-# Output type -> the render product it is written from (see bgm_jax.commands.render).
+# Output type -> the render product it is written from (see bgm_jax.io.render).
 PRODUCT_OF = {"com": "rgba", "pha": "pha", "fgr": "fgr", "err": "err", "ref": "ref"}
 
 
@@ -213,7 +213,7 @@ def check_existing_outputs(writer: ImageWriter, pairs, *, overwrite: bool, skip_
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from bgm_jax.commands.render import padded_size, render_on_device
+    from bgm_jax.io.render import padded_size, render_on_device
     from bgm_jax.io.atomic import ensure_dir
     from bgm_jax.io.images import collect_images, pair_backgrounds
     from bgm_jax.io.pipeline import Pipeline
