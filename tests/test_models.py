@@ -326,38 +326,40 @@ def test_unknown_refine_kernel_size_raises_value_error():
 # The refiner's masked BatchNorm
 
 
-def test_masked_batchnorm_without_mask_equals_flax_batchnorm():
+def test_batchnorm_without_mask_normalises_like_flax_and_updates_variance_unbiased():
     import flax.linen as nn
 
-    from bgm_jax.models.layers import MaskedBatchNorm
+    from bgm_jax.models.layers import BatchNorm
 
     x = jax.random.normal(jax.random.key(0), (6, 5, 5, 7)) * 3 + 1
-    ours = MaskedBatchNorm()
+    ours = BatchNorm()
     ref = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
     v = ours.init(jax.random.key(1), x)
     y1, s1 = ours.apply(v, x, mutable=["batch_stats"])
     y2, s2 = ref.apply(v, x, mutable=["batch_stats"])
     np.testing.assert_allclose(y1, y2, atol=1e-5)
     np.testing.assert_allclose(s1["batch_stats"]["mean"], s2["batch_stats"]["mean"], atol=1e-6)
-    np.testing.assert_allclose(s1["batch_stats"]["var"], s2["batch_stats"]["var"], atol=1e-5)
+    # Flax updates with the biased variance, PyTorch (and this) with the unbiased one: n = 150 here.
+    biased = (np.asarray(s2["batch_stats"]["var"]) - 0.9) / 0.1
+    np.testing.assert_allclose(s1["batch_stats"]["var"], 0.9 + 0.1 * biased * 150 / 149, rtol=1e-5)
 
 
 def test_masked_batchnorm_statistics_are_exact_across_replicas_with_unequal_counts():
-    from bgm_jax.models.layers import MaskedBatchNorm
+    from bgm_jax.models.layers import BatchNorm
 
     devices = jax.local_devices()[:4]
     assert len(devices) == 4, "conftest sets four fake CPU devices"
     x = jax.random.normal(jax.random.key(0), (4, 3, 4, 4, 5)) * 2 + 0.5
     # Replica 0 selects all 3 patches, replica 1 one, replica 2 none, replica 3 two.
     mask = jnp.array([[1, 1, 1], [0, 1, 0], [0, 0, 0], [1, 0, 1]], bool).reshape(4, 3, 1, 1, 1)
-    v = MaskedBatchNorm().init(jax.random.key(1), x[0])
+    v = BatchNorm().init(jax.random.key(1), x[0])
 
     def step(x, mask):
-        return MaskedBatchNorm(axis_name="batch").apply(v, x, mask, mutable=["batch_stats"])
+        return BatchNorm(axis_name="batch").apply(v, x, mask, mutable=["batch_stats"])
 
     y, stats = jax.pmap(step, axis_name="batch", devices=devices)(x, mask)
     # The same on one device: statistics of exactly the selected patches.
-    y1, stats1 = MaskedBatchNorm().apply(v, x.reshape(12, 4, 4, 5), mask.reshape(12, 1, 1, 1), mutable=["batch_stats"])
+    y1, stats1 = BatchNorm().apply(v, x.reshape(12, 4, 4, 5), mask.reshape(12, 1, 1, 1), mutable=["batch_stats"])
     np.testing.assert_allclose(y.reshape(y1.shape), y1, atol=1e-5)
     np.testing.assert_allclose(stats["batch_stats"]["mean"][0], stats1["batch_stats"]["mean"], atol=1e-6)
     np.testing.assert_allclose(stats["batch_stats"]["var"][2], stats1["batch_stats"]["var"], atol=1e-5)
@@ -368,11 +370,11 @@ def test_masked_batchnorm_statistics_are_exact_across_replicas_with_unequal_coun
 
 
 def test_masked_batchnorm_keeps_running_statistics_when_nothing_is_selected():
-    from bgm_jax.models.layers import MaskedBatchNorm
+    from bgm_jax.models.layers import BatchNorm
 
     x = jnp.ones((2, 4, 4, 3))
-    v = MaskedBatchNorm().init(jax.random.key(1), x)
-    y, stats = MaskedBatchNorm().apply(v, x, jnp.zeros((2, 1, 1, 1), bool), mutable=["batch_stats"])
+    v = BatchNorm().init(jax.random.key(1), x)
+    y, stats = BatchNorm().apply(v, x, jnp.zeros((2, 1, 1, 1), bool), mutable=["batch_stats"])
     assert bool(jnp.all(jnp.isfinite(y)))
     np.testing.assert_array_equal(stats["batch_stats"]["mean"], v["batch_stats"]["mean"])
     np.testing.assert_array_equal(stats["batch_stats"]["var"], v["batch_stats"]["var"])

@@ -57,15 +57,7 @@ def conv_factory(dtype: Dtype, kernel_init=torch_default_kernel_init):
 
 def norm_factory(train: bool, dtype: Dtype, axis_name: str | None):
     """PyTorch-equivalent BatchNorm: batch statistics in training, running averages in eval."""
-    return functools.partial(
-        nn.BatchNorm,
-        use_running_average=not train,
-        momentum=0.9,
-        epsilon=1e-5,
-        axis_name=axis_name,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-    )
+    return functools.partial(BatchNorm, use_running_average=not train, axis_name=axis_name, dtype=dtype)
 
 
 def _bilinear_taps(n_in: int, n_out: int):
@@ -105,15 +97,20 @@ def upsample_nearest_2x(x: jax.Array) -> jax.Array:
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
-class MaskedBatchNorm(nn.Module):
-    """BatchNorm whose training statistics cover only the entries selected by ``mask``, exactly across
-    replicas: it sums values and counts (``psum`` over ``axis_name``) instead of averaging per-replica
+class BatchNorm(nn.Module):
+    """PyTorch's ``BatchNorm2d`` in training and eval, optionally over only the entries selected by ``mask``.
+
+    Like PyTorch, it normalises with the biased batch variance and updates the running variance with the
+    unbiased one (``var * n / (n - 1)``; Flax's ``nn.BatchNorm`` uses the biased one, which matters where
+    ``n`` is small, e.g. ASPP's image-pooling branch, where ``n`` is the batch size). Statistics are exact
+    across replicas: it sums values and counts (``psum`` over ``axis_name``) instead of averaging per-replica
     means, so replicas with different numbers of selected entries, or none, give the global statistics.
     When nothing at all is selected the running statistics are left unchanged (the original runs no
     refiner then). Variables are named as ``nn.BatchNorm``'s (scale, bias; mean, var), so checkpoints are
     interchangeable.
 
-    ``mask`` broadcasts against ``x.shape[:-1] + (1,)``; None selects everything.
+    ``mask`` broadcasts against ``x.shape[:-1] + (1,)``; None selects everything. ``n`` is the number of
+    selected entries per channel over all replicas (the refiner's patches count as their pixels).
     """
 
     use_running_average: bool = False
@@ -150,7 +147,8 @@ class MaskedBatchNorm(nn.Module):
             if not self.is_initializing():
                 selected = count > 0
                 new_mean = self.momentum * ra_mean.value + (1 - self.momentum) * mean
-                new_var = self.momentum * ra_var.value + (1 - self.momentum) * var
+                unbiased = var * (count / jnp.maximum(count - 1.0, 1.0))
+                new_var = self.momentum * ra_var.value + (1 - self.momentum) * unbiased
                 ra_mean.value = jnp.where(selected, new_mean, ra_mean.value)
                 ra_var.value = jnp.where(selected, new_var, ra_var.value)
 

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from bgm_jax.models.layers import (
-    MaskedBatchNorm,
+    BatchNorm,
     conv_factory,
     resize_bilinear,
     torch_default_bias_init,
@@ -146,7 +146,7 @@ class Refiner(nn.Module):
         conv = conv_factory(self.dtype)
         # BatchNorm over the selected patches only, with exact cross-replica statistics.
         norm = functools.partial(
-            MaskedBatchNorm, use_running_average=not train, axis_name=self.bn_axis_name, dtype=self.dtype
+            BatchNorm, use_running_average=not train, axis_name=self.bn_axis_name, dtype=self.dtype
         )
         conv1 = conv(24, (k, k), name="conv1")
         bn1 = norm(name="bn1")
