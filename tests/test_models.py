@@ -393,3 +393,40 @@ def test_bilinear_resize_matches_pytorch_coordinates(shape, size):
     x = jax.random.uniform(jax.random.key(0), shape)
     expected = jax.image.resize(x, (shape[0], *size, shape[3]), "bilinear", antialias=False)
     np.testing.assert_allclose(resize_bilinear(x, size), expected, atol=2e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Patch selection on a float32 error map whatever the compute dtype
+
+
+def near_tie_refine_case(dtype):
+    """A MattingRefine whose coarse error is ``0.5 + 1e-3 * v`` with ``v`` one distinct value k/256 per
+    quarter-resolution cell: in float32 every cell differs, rounded to bfloat16 (steps of 2^-8 at 0.5)
+    they all tie at 0.5. Values and the resizes are exact in both dtypes, so a float32 error map gives
+    identical errors, hence identical selections."""
+    model = MattingRefine("mobilenetv2", backbone_scale=0.5, refine_sample_pixels=16 * 40,
+                          refine_prevent_oversampling=False, refine_dense_fraction=1.0, dtype=dtype)
+    size = 64  # coarse 32x32, 16x16 = 256 cells
+    v = np.random.default_rng(0).permutation(256).astype(np.float32).reshape(16, 16) / 256
+    src = np.repeat(np.repeat(v, 4, axis=0), 4, axis=1)[None, :, :, None] * np.ones((1, 1, 1, 3), np.float32)
+    bgr = np.zeros_like(src)
+    variables = jax.jit(MattingRefine("mobilenetv2", backbone_scale=0.5).init)(jax.random.key(0), src, bgr)
+    params = jax.tree_util.tree_map(np.array, variables["params"])
+    kernel, bias = params["decoder"]["conv4"]["kernel"], params["decoder"]["conv4"]["bias"]
+    kernel[..., 4] = 0.0
+    kernel[1, 1, kernel.shape[2] - 6, 4] = 1e-3  # centre tap of src's red channel (x0 = [src, bgr] last)
+    bias[4] = 0.5
+    return model, {"params": params, "batch_stats": variables["batch_stats"]}, src, bgr, v
+
+
+def test_bfloat16_compute_selects_the_same_cells_as_float32_on_near_ties():
+    selected = {}
+    for dtype in (jnp.float32, jnp.bfloat16):
+        model, variables, src, bgr, v = near_tie_refine_case(dtype)
+        *_, err_sm, ref_sm = jax.jit(model.apply)(variables, src, bgr)
+        assert err_sm.dtype == jnp.float32
+        selected[dtype] = np.asarray(ref_sm)[0, :, :, 0].astype(bool)
+    np.testing.assert_array_equal(selected[jnp.bfloat16], selected[jnp.float32])
+    # ... and those are the 40 cells of largest v, not the first 40 of the image.
+    assert selected[jnp.float32].sum() == 40
+    assert set(np.flatnonzero(selected[jnp.float32])) == set(np.argsort(-v.ravel())[:40])

@@ -21,7 +21,12 @@ Dtype = Any
 
 class Decoder(nn.Module):
     """Each stage resizes ``x`` to the skip's exact size (odd sizes work), concatenates ``[x, skip]``
-    and applies a 3x3 conv (padding 1). The first three are conv+BN+ReLU; ``conv4`` has a bias."""
+    and applies a 3x3 conv (padding 1). The first three are conv+BN+ReLU; ``conv4`` has a bias.
+
+    ``conv4`` always computes in float32 and returns float32, whatever ``dtype``: its error channel
+    chooses the refined patches, and in bfloat16 (8-bit mantissa) many cells would tie at the k-th
+    largest error, where top-k then prefers the top of the image. It is the smallest conv of the
+    network (54 -> 37 channels at the coarse resolution)."""
 
     channels: Sequence[int] = (128, 64, 48, 37)
     dtype: Dtype = jnp.float32
@@ -46,6 +51,7 @@ class Decoder(nn.Module):
                     padding=pad2d(1),
                     use_bias=True,
                     bias_init=torch_default_bias_init(fan_in),
+                    dtype=jnp.float32,
                     name="conv4",
-                )(x)
+                )(x.astype(jnp.float32))
         return x

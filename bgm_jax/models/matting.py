@@ -2,7 +2,8 @@
 
 Inputs are NHWC float arrays in [0, 1] (no mean/std normalisation): ``src`` the image with the subject,
 ``bgr`` the clean background, same shape. Parameters are float32; ``dtype`` sets the compute dtype
-(float32, bfloat16 or float16). Outputs are in the compute dtype.
+(float32, bfloat16 or float16). Outputs are in the compute dtype, except the error maps (``err``,
+``err_sm``), which are float32 because they choose the refined patches (see ``Decoder``).
 
     model = MattingRefine(backbone="resnet50", backbone_scale=0.25, refine_sample_pixels=80_000)
     variables = model.init(jax.random.key(0), src, bgr)
@@ -85,9 +86,10 @@ class MattingBase(nn.Module):
         check_pair(src, bgr)
         src, bgr = src.astype(self.dtype), bgr.astype(self.dtype)
         x = coarse_network(src, bgr, self.backbone, self.dtype, self.bn_axis_name, train, self.aspp_dropout)
+        err = jnp.clip(x[..., 4:5], 0.0, 1.0)  # float32 (see Decoder)
+        x = x.astype(self.dtype)
         pha = jnp.clip(x[..., 0:1], 0.0, 1.0)
         fgr = jnp.clip(x[..., 1:4] + src, 0.0, 1.0)
-        err = jnp.clip(x[..., 4:5], 0.0, 1.0)
         hid = nn.relu(x[..., 5:])
         return pha, fgr, err, hid
 
@@ -153,9 +155,11 @@ class MattingRefine(nn.Module):
         bgr_sm = resize_bilinear(bgr, small)
 
         x = coarse_network(src_sm, bgr_sm, self.backbone, self.dtype, self.bn_axis_name, train, self.aspp_dropout)
+        # The error map stays float32 whatever the compute dtype: it chooses the refined patches (Decoder).
+        err_sm = jnp.clip(x[..., 4:5], 0.0, 1.0)
+        x = x.astype(self.dtype)
         pha_sm = jnp.clip(x[..., 0:1], 0.0, 1.0)
         fgr_sm = x[..., 1:4]  # the refiner takes the unclipped residual
-        err_sm = jnp.clip(x[..., 4:5], 0.0, 1.0)
         hid_sm = nn.relu(x[..., 5:])
 
         pha, fgr, ref_sm = Refiner(
