@@ -130,7 +130,10 @@ def run_serve(args: argparse.Namespace) -> int:
               + ("" if study.settings.raters else " (create the study with --raters to limit who)"), flush=True)
     app = create_app(study, allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None)
     config = uvicorn.Config(app, log_level="warning", access_log=args.access_log)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught
+        pass
     votes = study.votes()
     print(f"stopped; {len(votes)} votes from {len({v.rater for v in votes})} raters are in {args.study}")
     return 0
