@@ -97,7 +97,7 @@ def read_record(path: Path) -> ImageRecord:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's ways to fail
         raise ValueError(f"not a readable image ({e})") from None
     if fmt not in MEDIA_TYPES:
-        raise ValueError(f"is {fmt} inside; browsers need PNG, JPEG or WebP: convert it")
+        raise ValueError(f"{fmt} inside; browsers need PNG, JPEG or WebP: convert it")
     return ImageRecord(path.resolve(), MEDIA_TYPES[fmt], width, height, hashlib.sha256(data).hexdigest())
 
 
@@ -146,7 +146,7 @@ def find_examples(
             try:
                 records[role] = read_record(path)
             except ValueError as e:
-                problems.append(f"{key}: {path} {e}")
+                problems.append(f"{key}: {path}: {e}")
         if len(records) < len(ROLES):
             continue
         want = (records["original"].width, records["original"].height)
@@ -154,7 +154,7 @@ def find_examples(
             got = (records[role].width, records[role].height)
             if got != want:
                 problems.append(
-                    f"{key}: {records[role].path} is {got[0]}x{got[1]} but its original is {want[0]}x{want[1]}; "
+                    f"{key}: {paths[role]} is {got[0]}x{got[1]} but its original is {want[0]}x{want[1]}; "
                     "results must have the original's size"
                 )
         examples.append(Example(key, records["original"], records["a"], records["b"]))
