@@ -103,7 +103,7 @@ def test_chart_bars_have_the_length_of_each_mean():
     report = hand_report()
     image = np.asarray(draw_chart(report))
     for row, example in enumerate(report.examples):
-        line = image[int(round(chart_row_y(row)))]
+        line = image[round(chart_row_y(row))]
         towards_a = np.all(line == COLOUR_A, axis=-1)
         towards_b = np.all(line == COLOUR_B, axis=-1)
         if example.mean is None:

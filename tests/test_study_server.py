@@ -272,3 +272,18 @@ def test_serve_refuses_missing_images_and_busy_ports(tmp_path, capsys):
     assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
     assert main(["study", "serve", str(tmp_path / "missing.sqlite")]) == 2
     assert "no such study file" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_read_only_study(tmp_path, capsys, monkeypatch):
+    import os
+
+    from bgm_jax.cli import main
+
+    folders = make_study_folders(tmp_path / "images", ["e0"], size=(48, 36))
+    path = create_study(tmp_path / "s.sqlite", find_examples(folders["original"], folders["a"], folders["b"]))
+    real_access = os.access
+    # as if the file were read-only (chmod does not stop root, who runs CI)
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode))
+    monkeypatch.setattr("bgm_jax.cli.study._listen", lambda *a: pytest.fail("served a study it cannot write"))
+    assert main(["study", "serve", str(path), "--port", "0"]) == 2
+    assert "must be writable to store votes" in capsys.readouterr().err

@@ -19,6 +19,7 @@ See docs/study.md.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 
@@ -114,6 +115,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InputError(f"serving a study needs the 'study' extra ({e.name} is missing): "
                          "pip install 'bgm-jax[study]'") from None
     study = Study(args.study)
+    folder = study.path.absolute().parent
+    if not os.access(study.path, os.W_OK) or not os.access(folder, os.W_OK):
+        # votes are written into the file, and SQLite's WAL files are created next to it
+        raise InputError(f"{args.study}: the study file and its folder {folder} must be writable to store votes")
     problems = study.verify_images()
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems[:40])

@@ -22,7 +22,7 @@ SIDES = ("left", "right")
 
 
 def _digest(secret: bytes, purpose: str, rater: str, key: str) -> bytes:
-    message = "\0".join((purpose, rater, key)).encode("utf-8")
+    message = f"{purpose}\0{rater}\0{key}".encode()
     return hmac.new(secret, message, hashlib.sha256).digest()
 
 
