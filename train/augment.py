@@ -85,21 +85,33 @@ class AffineRange:
                  f"AffineRange.scale must be (low, high) with 0 < low <= high, got {self.scale}")
 
 
+COLOUR_SEMANTICS = ("torchvision", "kornia")
+
+
 @dataclasses.dataclass(frozen=True)
 class ColourRange:
-    """Ranges of one colour jitter with torchvision ``ColorJitter`` semantics.
+    """Ranges of one colour jitter, with torchvision's or kornia 0.4.1's ``ColorJitter`` semantics.
 
     Attributes:
-      brightness, contrast, saturation: factors drawn in [1 - x, 1 + x].
+      brightness, contrast, saturation: factors ``f`` drawn in [1 - x, 1 + x].
       hue: shift in turns of the colour wheel, drawn in [-hue, hue].
+      semantics: how the factors act (the four adjustments come in a random order in both):
+        ``torchvision`` (the original's foreground/background jitter): brightness ``x * f``, contrast a
+        blend with the mean grey level, saturation a blend with the grey image;
+        ``kornia`` (kornia 0.4.1, the original's background misalignment jitter): brightness **adds**
+        ``f - 1``, contrast is a plain gain ``x * f``, saturation scales HSV S by ``f``.
+        Hue rotates the HSV hue in both. Every adjustment clamps to [0, 1].
     """
 
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
     hue: float = 0.0
+    semantics: str = "torchvision"
 
     def __post_init__(self):
+        _require(self.semantics in COLOUR_SEMANTICS,
+                 f"ColourRange.semantics must be one of {COLOUR_SEMANTICS}, got {self.semantics!r}")
         for name in ("brightness", "contrast", "saturation"):
             value = getattr(self, name)
             _require(0 <= value <= 1, f"ColourRange.{name} must be in [0, 1] (factor 1 +- {name}), got {value}")
@@ -127,8 +139,9 @@ class AugmentConfig:
       noise_p, noise_max_sigma: gaussian noise with sigma = max * U(0, 1), independently on src and bgr.
       misalign_affine_p, misalign_affine: extra affine of the network's background (about the crop centre,
         translation relative to the crop).
-      misalign_colour_p, misalign_colour: extra colour jitter of the network's background (the original
-        code used p = 0.8 here; the paper says 30 %).
+      misalign_colour_p, misalign_colour: extra colour jitter of the network's background: p = 0.8 with
+        kornia 0.4.1 semantics, as the original code (``paper_misalignment()``: the paper's 30 % with
+        torchvision semantics, 4.5x weaker).
       shadow_p, shadow_max_strength: shadow = alpha * max * U(0, 1).
       shadow_affine: the shadow's affine (about the crop centre, translation relative to the crop).
       shadow_blur_size: (low, high) box blur size in pixels, both included.
@@ -150,8 +163,9 @@ class AugmentConfig:
     noise_max_sigma: float = 0.03
     misalign_affine_p: float = 0.3
     misalign_affine: AffineRange = AffineRange(rotation=1.0, translation=0.01)
-    misalign_colour_p: float = 0.3
-    misalign_colour: ColourRange = ColourRange(brightness=0.18, contrast=0.18, saturation=0.18, hue=0.1)
+    misalign_colour_p: float = 0.8
+    misalign_colour: ColourRange = ColourRange(brightness=0.18, contrast=0.18, saturation=0.18, hue=0.1,
+                                               semantics="kornia")
     shadow_p: float = 0.3
     shadow_max_strength: float = 0.3
     shadow_affine: AffineRange = AffineRange(rotation=5.0, scale=(0.5, 1.5), translation=0.2, shear=5.0)
@@ -194,6 +208,12 @@ class AugmentConfig:
         per side)."""
         return cls(fgr_affine=dataclasses.replace(cls().fgr_affine, scale=(0.3, 1.0)),
                    crop_size=(1024, 2047), crop_multiple=4)
+
+    def paper_misalignment(self) -> AugmentConfig:
+        """This config with the paper's background colour misalignment (supplement D.1: 30 % of samples,
+        torchvision semantics) instead of the original code's (80 %, kornia 0.4.1 semantics)."""
+        return dataclasses.replace(self, misalign_colour_p=0.3,
+                                   misalign_colour=dataclasses.replace(self.misalign_colour, semantics="torchvision"))
 
     @classmethod
     def identity(cls) -> AugmentConfig:
@@ -574,13 +594,18 @@ def adjust_hue(image: jax.Array, delta: jax.Array) -> jax.Array:
     return jnp.where(delta == 0, image, jnp.clip(pix.adjust_hue(image, delta), 0.0, 1.0))
 
 
-def colour_jitter(image: jax.Array, colour: dict) -> jax.Array:
-    """torchvision's ``ColorJitter`` on an (H, W, 3) image: the four adjustments in ``colour["order"]``.
+def colour_jitter(image: jax.Array, colour: dict, semantics: str = "torchvision") -> jax.Array:
+    """``ColorJitter`` on an (H, W, 3) image: the four adjustments in ``colour["order"]``, with
+    torchvision's semantics or kornia 0.4.1's (``kornia_colour_jitter``; see ``ColourRange``).
+
+    torchvision:
 
     Brightness, contrast and saturation are all ``clip(f * x + (1 - f) * reference)`` (reference black, the
     mean grey, the grey image), so each slot is one blend whose factor and reference are picked by index;
     the hue rotation, the costly one, runs once between the blends before and after its slot.
     """
+    if semantics == "kornia":
+        return kornia_colour_jitter(image, colour)
     order = colour["order"]
     factors = jnp.stack([colour["brightness"], colour["contrast"], colour["saturation"]])
     hue_slot = jnp.argmax(order == 3)
@@ -597,6 +622,25 @@ def colour_jitter(image: jax.Array, colour: dict) -> jax.Array:
     image = adjust_hue(image, colour["hue"])
     for slot in range(1, 4):  # nor slot 0 after it
         image = jnp.where(slot > hue_slot, blend(image, slot), image)
+    return image
+
+
+def kornia_colour_jitter(image: jax.Array, colour: dict) -> jax.Array:
+    """kornia 0.4.1's ``ColorJitter`` on an (H, W, 3) image, the adjustments in ``colour["order"]``:
+    brightness adds ``f - 1``, contrast multiplies by ``f``, saturation scales HSV S by ``f`` (clamped),
+    hue rotates HSV H; each result is clamped to [0, 1]. A factor of 1 (shift 0) is the identity."""
+    order = colour["order"]
+
+    def adjust(x, op):
+        brightness = jnp.clip(x + (colour["brightness"] - 1.0), 0.0, 1.0)
+        contrast = jnp.clip(x * colour["contrast"], 0.0, 1.0)
+        saturation = jnp.where(colour["saturation"] == 1.0, x,
+                               jnp.clip(pix.adjust_saturation(x, colour["saturation"]), 0.0, 1.0))
+        hue = adjust_hue(x, colour["hue"])
+        return jnp.select([op == 0, op == 1, op == 2], [brightness, contrast, saturation], hue)
+
+    for slot in range(4):
+        image = adjust(image, order[slot])
     return image
 
 
@@ -681,7 +725,7 @@ def _augment_one(p, fgr, pha, bgr, fgr_valid_hw, bgr_valid_hw, *, out_hw, config
                          flip_matrix(p["fgr"]["flip"], canvas_hw[1]), crop)
     rgba = warp_bilinear(jnp.concatenate([fgr, pha], axis=-1), fg_to_input, out_hw, fgr_valid_hw)
     rgba = _blur_and_sharpen(rgba, p["fgr"], config)
-    fgr_out, pha_out = colour_jitter(rgba[..., :3], p["fgr"]["colour"]), rgba[..., 3:]
+    fgr_out, pha_out = colour_jitter(rgba[..., :3], p["fgr"]["colour"], config.colour.semantics), rgba[..., 3:]
 
     # Two views of the background in one go: behind the subject in src, and as the network sees it
     # (misaligned). Same filters and colours; the misalignment joins the warp instead of resampling again.
@@ -691,7 +735,7 @@ def _augment_one(p, fgr, pha, bgr, fgr_valid_hw, bgr_valid_hw, *, out_hw, config
 
     def background_view(to_input):
         view = _blur_and_sharpen(warp_bilinear(bgr, to_input, out_hw, bgr_valid_hw), p["bgr"], config)
-        return colour_jitter(view, p["bgr"]["colour"])
+        return colour_jitter(view, p["bgr"]["colour"], config.colour.semantics)
 
     behind, seen = jax.vmap(background_view)(jnp.stack([bg_to_input, _chain(bg_to_input, misalign)]))
 
@@ -702,7 +746,7 @@ def _augment_one(p, fgr, pha, bgr, fgr_valid_hw, bgr_valid_hw, *, out_hw, config
     src_key, bgr_key = jax.random.split(p["noise"]["key"])
     src = add_noise(src, src_key, p["noise"]["src_sigma"])
     seen = add_noise(seen, bgr_key, p["noise"]["bgr_sigma"])
-    seen = colour_jitter(seen, p["misalign"]["colour"])
+    seen = colour_jitter(seen, p["misalign"]["colour"], config.misalign_colour.semantics)
     return {"src": src, "bgr": seen, "fgr": fgr_out, "pha": pha_out}
 
 
