@@ -23,7 +23,7 @@ CROP = (24, 28)
 # Geometry, blur and sharpen on every sample; no colour (so fgr = alpha stays comparable), no shadow,
 # noise or misalignment (so src is exactly the composite of the outputs).
 GEOMETRY = AugmentConfig(colour=ColourRange(), blur_p=1.0, sharpen_p=1.0, noise_p=0.0, shadow_p=0.0,
-                         misalign_affine_p=0.0, misalign_colour_p=0.0)
+                         misalign_affine_p=0.0, misalign_colour_p=0.0, sample_size=None)
 
 
 def _batch(seed=0, batch=BATCH, size=CANVAS):
@@ -141,7 +141,7 @@ def test_config_rejects_bad_ranges_with_input_error():
 
 
 def test_base_crop_sizes_cover_256_to_511_with_every_size_like_the_original():
-    config = dataclasses.replace(AugmentConfig.base(), crop_sizes_per_side=None)
+    config = AugmentConfig.base()  # every size by default, as the original
     sizes = np.array([augment.sample_crop_hw(0, step, config) for step in range(3000)])
     assert sizes.min() == 256 and sizes.max() == 511
     assert len(np.unique(sizes[:, 0])) > 200  # height and width drawn from all of the range
@@ -155,11 +155,14 @@ def test_refine_crop_sizes_are_multiples_of_4_in_1024_to_2047():
     assert sizes.min() == 1024 and sizes.max() == 2044
 
 
-def test_presets_draw_from_four_evenly_spaced_sizes_per_side_to_bound_recompilation():
-    np.testing.assert_array_equal(augment.crop_sizes(AugmentConfig.base()), [256, 341, 426, 511])
-    refine = augment.crop_sizes(AugmentConfig.refine())
+def test_buckets_draw_from_evenly_spaced_sizes_per_side_to_bound_recompilation():
+    four = dict(crop_sizes_per_side=4)
+    np.testing.assert_array_equal(augment.crop_sizes(dataclasses.replace(AugmentConfig.base(), **four)),
+                                  [256, 341, 426, 511])
+    refine_config = dataclasses.replace(AugmentConfig.refine(), **four)
+    refine = augment.crop_sizes(refine_config)
     np.testing.assert_array_equal(refine, [1024, 1364, 1704, 2044])
-    shapes = {augment.sample_crop_hw(0, step, AugmentConfig.refine()) for step in range(500)}
+    shapes = {augment.sample_crop_hw(0, step, refine_config) for step in range(500)}
     assert shapes == {(h, w) for h in refine for w in refine}  # 16 shapes, all of them used
 
 

@@ -25,8 +25,9 @@ def small_config(tmp_path, **changes) -> TrainConfig:
         data_dir=str(tmp_path / "data"),
         train_data="synthetic_matting/small",
         background_data="synthetic_matting/small",
+        sample_size=(64, 64),
         canvas=(64, 64),
-        per_device_batch=1,
+        global_batch=4,
         augment="base",
         crop_size=(48, 63),
         crop_sizes_per_side=1,
@@ -125,8 +126,9 @@ def test_two_local_processes_train_as_one_global_batch(tmp_path):
     from bgm_jax.datasets import catalog
 
     catalog.build_dataset("synthetic_matting/small", tmp_path / "data")
-    config = small_config(tmp_path, augment="identity", crop_size=None, canvas=(32, 32), per_device_batch=2,
-                          aspp_dropout=0.0, num_steps=1, parallelism="jit", checkpoint_every=1000)
+    # Global batch 4: 2 hosts x 1 device x 2 here, 4 fake devices x 1 in the single-process run.
+    config = small_config(tmp_path, augment="identity", crop_size=None, sample_size=(32, 32), canvas=(32, 32),
+                          global_batch=4, aspp_dropout=0.0, num_steps=1, parallelism="jit", checkpoint_every=1000)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -139,7 +141,7 @@ def test_two_local_processes_train_as_one_global_batch(tmp_path):
         hosts.append(subprocess.Popen(
             [sys.executable, "-c", MULTI_HOST_SCRIPT, json.dumps(fields), str(tmp_path / "multi")], env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    single = train_and_evaluate(config.replace(per_device_batch=1), tmp_path / "single", progress=False)
+    single = train_and_evaluate(config, tmp_path / "single", progress=False)
     outputs = [p.communicate(timeout=900)[0] for p in hosts]
     for p, out in zip(hosts, outputs):
         assert p.returncode == 0, out[-3000:]

@@ -12,6 +12,8 @@ augment on the accelerator right before the forward pass. Per sample, in the ori
 4. Composite ``src = pha * fgr + (1 - pha) * I_bg``.
 5. Gaussian noise on ``src`` and, independently, on the background the network sees.
 6. Misalignment: the background the network sees gets a small extra affine and colour jitter.
+7. Optionally (``plate_perturbation_p``, off in the original recipe), the test protocol's plate
+   perturbation on the background the network sees: subpixel shift, gamma, noise.
 
 Warps are single resamplings: affine, flip, crop (and, for the network's background, the misalignment)
 compose into one 3x3 matrix that maps output pixels back to the input canvas, sampled bilinearly with
@@ -130,7 +132,7 @@ class AugmentConfig:
     composite and the crop, which are always applied.
 
     Attributes:
-      fgr_affine: shared by foreground and alpha; scale is relative to the image fitted to cover the canvas.
+      fgr_affine: shared by foreground and alpha; scale is relative to the image fitted to cover the sample.
       bgr_affine: the background's own affine (same conventions).
       flip_p: horizontal flip, drawn separately for foreground and background.
       colour: colour jitter of foreground and background (drawn separately).
@@ -142,14 +144,25 @@ class AugmentConfig:
       misalign_colour_p, misalign_colour: extra colour jitter of the network's background: p = 0.8 with
         kornia 0.4.1 semantics, as the original code (``paper_misalignment()``: the paper's 30 % with
         torchvision semantics, 4.5x weaker).
+      plate_perturbation_p: the supplement's test-time background perturbation (D.2) on the network's
+        background, in training: subpixel shift up to +-0.3 px, gamma 0.85..1.15, Gaussian noise of mean
+        +-0.02 and standard deviation 0.08..0.15 (``bgm_jax.evaluation.perturb``'s ranges). Not in the
+        original recipe (default 0); a model meant to be judged by that protocol learns to ignore such
+        plate differences with it.
       shadow_p, shadow_max_strength: shadow = alpha * max * U(0, 1).
       shadow_affine: the shadow's affine (about the crop centre, translation relative to the crop).
       shadow_blur_size: (low, high) box blur size in pixels, both included.
+      sample_size: (H, W) of the sample the layer affines produce, before the crop: the original's
+        ``RandomAffineAndResize`` output (512 base, 2048 refine). Each image's valid region is fitted to
+        cover it. None: the input canvas (the input is then assumed to be stored at that size). Store
+        inputs at (at least) this resolution (pipeline fit "native") so that the warp never enlarges a
+        shrunk copy: that loses the fine detail (hair) the network must learn.
       crop_size: (low, high) crop height and width, both included, drawn independently.
       crop_multiple: crop sides are multiples of this (4 for the refine stage, whose model needs it).
       crop_sizes_per_side: how many evenly spaced sizes of those (both ends included) a run draws from;
-        None for every one, as the original. Each distinct (height, width) compiles the augmentation
-        and the train step once, so a run compiles up to ``crop_sizes_per_side ** 2`` shapes.
+        None (default) for every one, as the original. Each distinct (height, width) compiles the
+        augmentation and the train step once: cheap next to a GPU run, slow on a CPU, where a small
+        number (a run compiles up to ``crop_sizes_per_side ** 2`` shapes) is the practical choice.
     """
 
     fgr_affine: AffineRange = AffineRange(rotation=5.0, scale=(0.4, 1.0), translation=0.1, shear=5.0)
@@ -166,19 +179,24 @@ class AugmentConfig:
     misalign_colour_p: float = 0.8
     misalign_colour: ColourRange = ColourRange(brightness=0.18, contrast=0.18, saturation=0.18, hue=0.1,
                                                semantics="kornia")
+    plate_perturbation_p: float = 0.0
     shadow_p: float = 0.3
     shadow_max_strength: float = 0.3
     shadow_affine: AffineRange = AffineRange(rotation=5.0, scale=(0.5, 1.5), translation=0.2, shear=5.0)
     shadow_blur_size: tuple[int, int] = (20, 39)
+    sample_size: tuple[int, int] | None = (512, 512)
     crop_size: tuple[int, int] = (256, 511)
     crop_multiple: int = 1
-    crop_sizes_per_side: int | None = 4
+    crop_sizes_per_side: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "shadow_blur_size", _pair(self.shadow_blur_size, "shadow_blur_size", int))
         object.__setattr__(self, "crop_size", _pair(self.crop_size, "crop_size", int))
+        if self.sample_size is not None:
+            object.__setattr__(self, "sample_size", _pair(self.sample_size, "sample_size", int))
+            _require(min(self.sample_size) >= 1, f"AugmentConfig.sample_size must be positive, got {self.sample_size}")
         for name in ("flip_p", "blur_p", "sharpen_p", "noise_p", "misalign_affine_p", "misalign_colour_p",
-                     "shadow_p"):
+                     "plate_perturbation_p", "shadow_p"):
             value = getattr(self, name)
             _require(0 <= value <= 1, f"AugmentConfig.{name} must be a probability in [0, 1], got {value}")
         _require(self.blur_max_radius >= 0, f"AugmentConfig.blur_max_radius must be >= 0, got {self.blur_max_radius}")
@@ -199,14 +217,14 @@ class AugmentConfig:
 
     @classmethod
     def base(cls) -> AugmentConfig:
-        """The original's base stage: foreground scale 0.4..1, crops 256..511 (4 sizes per side)."""
+        """The original's base stage: foreground scale 0.4..1, 512 samples, crops of every size in 256..511."""
         return cls()
 
     @classmethod
     def refine(cls) -> AugmentConfig:
-        """The original's refine stage: foreground scale 0.3..1, crops 1024..2047 in multiples of 4 (4 sizes
-        per side)."""
-        return cls(fgr_affine=dataclasses.replace(cls().fgr_affine, scale=(0.3, 1.0)),
+        """The original's refine stage: foreground scale 0.3..1, 2048 samples, crops of every multiple of 4 in
+        1024..2047."""
+        return cls(fgr_affine=dataclasses.replace(cls().fgr_affine, scale=(0.3, 1.0)), sample_size=(2048, 2048),
                    crop_size=(1024, 2047), crop_multiple=4)
 
     def paper_misalignment(self) -> AugmentConfig:
@@ -219,7 +237,8 @@ class AugmentConfig:
     def identity(cls) -> AugmentConfig:
         """No augmentation: only the composite (and a crop, if one is asked for)."""
         return cls(fgr_affine=_NO_AFFINE, bgr_affine=_NO_AFFINE, flip_p=0.0, colour=_NO_COLOUR, blur_p=0.0,
-                   sharpen_p=0.0, noise_p=0.0, misalign_affine_p=0.0, misalign_colour_p=0.0, shadow_p=0.0)
+                   sharpen_p=0.0, noise_p=0.0, misalign_affine_p=0.0, misalign_colour_p=0.0, shadow_p=0.0,
+                   sample_size=None)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -258,7 +277,7 @@ class _Uniforms:
     """U[0, 1) draws handed out in a fixed order from one array: one threefry call per sample instead of
     sixty (which took seconds to compile on a CPU)."""
 
-    SIZE = 64
+    SIZE = 72
 
     def __init__(self, key: jax.Array):
         self._values = jax.random.uniform(key, (self.SIZE,))
@@ -298,6 +317,7 @@ def _sample_one(key: jax.Array, config: AugmentConfig) -> dict:
         "shadow": _sample_shadow(draw, config),
         "noise": _sample_noise(draw, noise_key, config),
         "misalign": _sample_misalignment(draw, config),
+        "plate": _sample_plate_perturbation(draw, config),
     }
 
 
@@ -365,6 +385,18 @@ def _sample_misalignment(draw: _Uniforms, config: AugmentConfig) -> dict:
     }
 
 
+def _sample_plate_perturbation(draw: _Uniforms, config: AugmentConfig) -> dict:
+    from bgm_jax.evaluation import perturb  # the test protocol's ranges, one definition
+
+    on = draw.bernoulli(config.plate_perturbation_p)
+    shift = draw.symmetric(perturb.MAX_SHIFT_PX, 2)
+    gamma = draw.between(*perturb.GAMMA_RANGE)
+    mean = draw.symmetric(perturb.MAX_NOISE_MEAN)
+    std = draw.between(*perturb.NOISE_SPREAD_RANGE)
+    return {"on": on, "shift": jnp.where(on, shift, 0.0), "gamma": jnp.where(on, gamma, 1.0),
+            "mean": jnp.where(on, mean, 0.0), "std": jnp.where(on, std, 0.0)}
+
+
 def crop_sizes(config: AugmentConfig) -> np.ndarray:
     """The crop side lengths a run draws from: the multiples of ``config.crop_multiple`` in
     ``config.crop_size`` (both ends included), thinned to ``config.crop_sizes_per_side`` evenly spaced
@@ -412,15 +444,16 @@ def inverse_affine_matrix(rotation: jax.Array, scale: jax.Array, translate: jax.
     return _affine(linear, offset)
 
 
-def fitted_affine_inverse(affine: dict, valid_hw: jax.Array, canvas_hw: Sequence[int]) -> jax.Array:
-    """The layer affine of the original's ``RandomAffineAndResize``, from the input canvas to itself.
+def fitted_affine_inverse(affine: dict, valid_hw: jax.Array, sample_hw: Sequence[int]) -> jax.Array:
+    """The layer affine of the original's ``RandomAffineAndResize``, from the sample (``sample_hw``, e.g.
+    512x512) back to the stored input.
 
-    The valid region (``valid_hw`` rows and columns from the top left) is scaled to cover the canvas
-    (as the original resized each image to cover the output size), then by ``affine["scale"]``, rotated
-    and sheared about its centre, which lands on the canvas centre moved by ``affine["translate"]`` times
-    the fitted image size.
+    The valid region (``valid_hw`` rows and columns from the top left of the input) is scaled to cover
+    the sample (as the original resized each native-resolution image to cover the output size), then by
+    ``affine["scale"]``, rotated and sheared about its centre, which lands on the sample's centre moved by
+    ``affine["translate"]`` times the fitted image size.
     """
-    height, width = canvas_hw
+    height, width = sample_hw
     valid_h, valid_w = valid_hw[0], valid_hw[1]
     fit = jnp.maximum(height / valid_h, width / valid_w)
     fitted_size = fit * jnp.stack([valid_w, valid_h])
@@ -445,7 +478,7 @@ def flip_matrix(flip: jax.Array, width: int) -> jax.Array:
 
 
 def crop_inverse(canvas_hw: Sequence[int], out_hw: Sequence[int]) -> jax.Array:
-    """The original's ``random_crop``: resize the canvas to cover ``out_hw``, then crop the centre."""
+    """The original's ``random_crop``: resize the sample (``canvas_hw``) to cover ``out_hw``, then crop the centre."""
     (height, width), (h, w) = canvas_hw, out_hw
     zoom = max(h / height, w / width)
     return jnp.array([[1 / zoom, 0, width / 2 - w / (2 * zoom)], [0, 1 / zoom, height / 2 - h / (2 * zoom)],
@@ -664,6 +697,14 @@ def composite(fgr: jax.Array, pha: jax.Array, bgr: jax.Array) -> jax.Array:
     return pha * fgr + (1.0 - pha) * bgr
 
 
+def perturb_plate(image: jax.Array, key: jax.Array, plate: dict) -> jax.Array:
+    """The test protocol's gamma and noise (D.2) where ``plate["on"]`` (its shift is part of the warp):
+    ``clip(image ** gamma + mean + std * N(0, 1))``. Off, the identity."""
+    noisy = jnp.clip(jnp.clip(image, 0.0, 1.0) ** plate["gamma"] + plate["mean"]
+                     + plate["std"] * jax.random.normal(key, image.shape, image.dtype), 0.0, 1.0)
+    return jnp.where(plate["on"], noisy, image)
+
+
 def add_noise(image: jax.Array, key: jax.Array, sigma: jax.Array) -> jax.Array:
     """Gaussian noise of standard deviation ``sigma``, clipped to [0, 1]. Sigma 0 is the identity."""
     return jnp.clip(image + sigma * jax.random.normal(key, image.shape, image.dtype), 0.0, 1.0)
@@ -687,8 +728,9 @@ def augment_batch(key: jax.Array, fgr: jax.Array, pha: jax.Array, bgr: jax.Array
       pha: (B, H, W, 1) alphas on the same canvas.
       bgr: (B, H, W, 3) backgrounds on the same canvas.
       config: ranges and probabilities (static: each distinct config compiles once).
-      crop_hw: static (h, w) of the output, e.g. from ``sample_crop_hw``; None keeps the canvas size
-        (no crop). Each distinct value compiles once.
+      crop_hw: static (h, w) of the output, e.g. from ``sample_crop_hw``; None: no crop, the output is
+        the sample (``config.sample_size``, or the canvas when that is None). Each distinct value
+        compiles once.
       fgr_valid_hw, bgr_valid_hw: optional (B, 2) rows/columns of image data from the top left, as the
         input pipeline's ``*_valid_hw``; the rest of the canvas is padding, treated as fill. Default: the
         whole canvas.
@@ -711,42 +753,50 @@ def augment_batch(key: jax.Array, fgr: jax.Array, pha: jax.Array, bgr: jax.Array
 
 @functools.partial(jax.jit, static_argnames=("config", "crop_hw"))
 def _augment_batch(key, fgr, pha, bgr, fgr_valid_hw, bgr_valid_hw, *, config, crop_hw):
-    out_hw = fgr.shape[1:3] if crop_hw is None else crop_hw
+    if crop_hw is not None:
+        out_hw = crop_hw
+    else:
+        out_hw = fgr.shape[1:3] if config.sample_size is None else config.sample_size
     params = sample_params(key, fgr.shape[0], config)
     augment_one = functools.partial(_augment_one, out_hw=out_hw, config=config)
     return jax.vmap(augment_one)(params, fgr, pha, bgr, fgr_valid_hw, bgr_valid_hw)
 
 
 def _augment_one(p, fgr, pha, bgr, fgr_valid_hw, bgr_valid_hw, *, out_hw, config: AugmentConfig) -> dict:
-    canvas_hw = fgr.shape[:2]
-    crop = crop_inverse(canvas_hw, out_hw)
+    # Geometry lives on the sample (the original's RandomAffineAndResize output); the stored canvas only
+    # holds the images, at their own resolution.
+    sample_hw = fgr.shape[:2] if config.sample_size is None else config.sample_size
+    crop = crop_inverse(sample_hw, out_hw)
 
-    fg_to_input = _chain(fitted_affine_inverse(p["fgr"]["affine"], fgr_valid_hw, canvas_hw),
-                         flip_matrix(p["fgr"]["flip"], canvas_hw[1]), crop)
+    fg_to_input = _chain(fitted_affine_inverse(p["fgr"]["affine"], fgr_valid_hw, sample_hw),
+                         flip_matrix(p["fgr"]["flip"], sample_hw[1]), crop)
     rgba = warp_bilinear(jnp.concatenate([fgr, pha], axis=-1), fg_to_input, out_hw, fgr_valid_hw)
     rgba = _blur_and_sharpen(rgba, p["fgr"], config)
     fgr_out, pha_out = colour_jitter(rgba[..., :3], p["fgr"]["colour"], config.colour.semantics), rgba[..., 3:]
 
     # Two views of the background in one go: behind the subject in src, and as the network sees it
     # (misaligned). Same filters and colours; the misalignment joins the warp instead of resampling again.
-    bg_to_input = _chain(fitted_affine_inverse(p["bgr"]["affine"], bgr_valid_hw, canvas_hw),
-                         flip_matrix(p["bgr"]["flip"], canvas_hw[1]), crop)
+    bg_to_input = _chain(fitted_affine_inverse(p["bgr"]["affine"], bgr_valid_hw, sample_hw),
+                         flip_matrix(p["bgr"]["flip"], sample_hw[1]), crop)
     misalign = centred_affine_inverse(p["misalign"]["affine"], out_hw)
 
     def background_view(to_input):
         view = _blur_and_sharpen(warp_bilinear(bgr, to_input, out_hw, bgr_valid_hw), p["bgr"], config)
         return colour_jitter(view, p["bgr"]["colour"], config.colour.semantics)
 
-    behind, seen = jax.vmap(background_view)(jnp.stack([bg_to_input, _chain(bg_to_input, misalign)]))
+    plate_shift = _affine(jnp.eye(2), -p["plate"]["shift"])  # content moves by +shift (x, y) pixels
+    behind, seen = jax.vmap(background_view)(
+        jnp.stack([bg_to_input, _chain(bg_to_input, misalign, plate_shift)]))
 
     shadow = cast_shadow(pha_out, p["shadow"]["strength"], p["shadow"]["affine"], p["shadow"]["blur_size"],
                          config.shadow_blur_size[1])
     src = composite(fgr_out, pha_out, jnp.clip(behind - shadow, 0.0, 1.0))
 
-    src_key, bgr_key = jax.random.split(p["noise"]["key"])
+    src_key, bgr_key, plate_key = jax.random.split(p["noise"]["key"], 3)
     src = add_noise(src, src_key, p["noise"]["src_sigma"])
     seen = add_noise(seen, bgr_key, p["noise"]["bgr_sigma"])
     seen = colour_jitter(seen, p["misalign"]["colour"], config.misalign_colour.semantics)
+    seen = perturb_plate(seen, plate_key, p["plate"])
     return {"src": src, "bgr": seen, "fgr": fgr_out, "pha": pha_out}
 
 

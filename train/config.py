@@ -35,11 +35,27 @@ class TrainConfig:
     valid_split: str = "test"
     valid_size: tuple[int, int] = (512, 512)  # validation images are fitted to this size
     valid_count: int = 16
-    canvas: tuple[int, int] = (512, 512)  # decode size of every training sample
-    per_device_batch: int = 8
+    # The sample the augmentation's affines produce before the crop (the original's RandomAffineAndResize
+    # output: 512 base, 2048 refine). Images are stored on `canvas` at their own resolution, shrunk only
+    # to fit it ("native" fit), so the canvas should hold sample_size times the widest aspect ratio of the
+    # data (912 = 512 x 16/9): the warp then never enlarges a shrunk copy, which would blur hair.
+    sample_size: tuple[int, int] = (512, 512)
+    canvas: tuple[int, int] = (912, 912)
+    # Batch and length, as the original states them: the global batch over all devices and hosts, and
+    # zip epochs (an epoch = max(n_foregrounds, n_backgrounds) items). The per-device batch and the number
+    # of steps follow at run time (`plan_run`); num_steps, when set, overrides the epochs (smoke runs).
+    global_batch: int = 8
+    epochs: float = 8.0
+    num_steps: int | None = None
     augment: str = "base"  # "base", "refine" or "identity": presets of train.augment.AugmentConfig
-    crop_size: tuple[int, int] | None = None  # (low, high) random crop sides; None trains on the canvas
-    crop_sizes_per_side: int | None = 4  # crop-size buckets per side (None: every size, many compiles)
+    crop_size: tuple[int, int] | None = None  # (low, high) random crop sides; None trains on the sample
+    # None draws every crop size in range, one per step, as the original (each new size compiles the
+    # step once: fine on a GPU); a number n thins that to n evenly spaced sizes per side, n^2 shapes in
+    # all, which bounds compilation on a CPU.
+    crop_sizes_per_side: int | None = None
+    # "code": the original code's background colour misalignment (p = 0.8, kornia semantics);
+    # "paper": the supplement's (30 %, torchvision semantics).
+    misalignment: str = "code"
     data_threads: int = 2
 
     # Optimisation (original: Adam, per-module learning rates, no schedule).
@@ -58,7 +74,6 @@ class TrainConfig:
     init: str = ""
 
     # Loop.
-    num_steps: int = 10_000
     seed: int = 0
     parallelism: str = "pmap"  # "pmap" (axis 'batch') or "jit" (batch-sharded arrays)
     log_every: int = 50
@@ -83,18 +98,69 @@ class TrainConfig:
             (self.precision in ("float32", "bfloat16", "float16"), f"unknown precision {self.precision!r}"),
             (self.parallelism in ("pmap", "jit"), f"parallelism must be 'pmap' or 'jit', got {self.parallelism!r}"),
             (self.augment in ("base", "refine", "identity"), f"unknown augment preset {self.augment!r}"),
-            (self.per_device_batch >= 1, "per_device_batch must be >= 1"),
-            (self.num_steps >= 0, "num_steps must be >= 0"),
+            (self.global_batch >= 1, "global_batch must be >= 1"),
+            (self.epochs > 0, "epochs must be > 0"),
+            (self.num_steps is None or self.num_steps >= 0, "num_steps must be None (from the epochs) or >= 0"),
+            (self.misalignment in ("code", "paper"), f"misalignment must be 'code' or 'paper', got {self.misalignment!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise InputError(f"config: {message}")
+
+    def plan(self, n_foregrounds: int, n_backgrounds: int, device_count: int) -> "RunPlan":
+        """The per-device batch and the number of steps of this config on ``device_count`` devices (all
+        hosts) with datasets of these sizes; see ``RunPlan``."""
+        return plan_run(self, n_foregrounds, n_backgrounds, device_count)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a config means on a given machine and data: derived, never configured.
+
+    Attributes:
+      per_device_batch: global_batch / device_count.
+      epoch_length: items per zip epoch, max(n_foregrounds, n_backgrounds) (supplement D.1).
+      steps_per_epoch: epoch_length / global_batch (fractional: batches straddle epochs).
+      num_steps: the config's num_steps if set, else round(epochs * steps_per_epoch), at least 1.
+    """
+
+    per_device_batch: int
+    epoch_length: int
+    steps_per_epoch: float
+    num_steps: int
+
+    def describe(self, config: TrainConfig, device_count: int) -> str:
+        epochs = self.num_steps / self.steps_per_epoch
+        return (f"global batch {config.global_batch} = {device_count} device(s) x {self.per_device_batch}; "
+                f"epoch = {self.epoch_length:,} items = {self.steps_per_epoch:,.1f} steps; "
+                f"{self.num_steps:,} steps = {epochs:,.2f} epochs")
+
+
+def plan_run(config: TrainConfig, n_foregrounds: int, n_backgrounds: int, device_count: int) -> RunPlan:
+    """Per-device batch and step count from the global batch, the epochs and the dataset sizes.
+
+    A global batch that does not divide over the devices is an error (changing it silently would change
+    what the run learns).
+    """
+    if device_count < 1:
+        raise InputError(f"config: no devices to train on (device count {device_count})")
+    if config.global_batch % device_count:
+        raise InputError(
+            f"config: global_batch {config.global_batch} does not divide over {device_count} devices; "
+            f"use a multiple of {device_count} (e.g. --set global_batch={device_count * max(1, round(config.global_batch / device_count))})"
+        )
+    if min(n_foregrounds, n_backgrounds) < 1:
+        raise InputError(f"config: empty dataset ({n_foregrounds} foregrounds, {n_backgrounds} backgrounds)")
+    epoch_length = max(n_foregrounds, n_backgrounds)
+    steps_per_epoch = epoch_length / config.global_batch
+    steps = config.num_steps if config.num_steps is not None else max(1, round(config.epochs * steps_per_epoch))
+    return RunPlan(config.global_batch // device_count, epoch_length, steps_per_epoch, steps)
 
 
 def _parse_value(field: dataclasses.Field, text: str):

@@ -51,6 +51,9 @@ def build_model(config: TrainConfig, *, axis_name: str | None = None, train: boo
 def augment_config(config: TrainConfig) -> aug.AugmentConfig:
     preset = {"base": aug.AugmentConfig.base, "refine": aug.AugmentConfig.refine,
               "identity": aug.AugmentConfig.identity}[config.augment]()
+    preset = dataclasses.replace(preset, sample_size=tuple(config.sample_size))
+    if config.misalignment == "paper":
+        preset = preset.paper_misalignment()
     if config.crop_size is not None:
         preset = dataclasses.replace(preset, crop_size=tuple(config.crop_size),
                                      crop_multiple=4 if config.stage == "refine" else 1,
@@ -268,11 +271,18 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
     use_pmap = config.parallelism == "pmap"
     local_devices = jax.local_device_count()
 
+    fg_source = open_source(config.train_data, config.train_split, config.data_dir)
+    bg_source = open_source(config.background_data, config.background_split, config.data_dir)
+    plan = config.plan(len(fg_source), len(bg_source), jax.device_count())
+    num_steps = plan.num_steps
+    if is_lead:
+        print(plan.describe(config, jax.device_count()))
+
     model = build_model(config, axis_name="batch" if use_pmap else None)
     eval_model = build_model(config, train=False)
     variables, init_report = initial_variables(config, build_model(config), jax.random.key(config.seed))
     tx = make_optimizer(
-        config.learning_rates(), schedule=config.schedule, total_steps=config.num_steps,
+        config.learning_rates(), schedule=config.schedule, total_steps=num_steps,
         warmup_steps=config.warmup_steps, grad_clip_norm=config.grad_clip_norm, params=variables["params"],
     )
     dynamic_scale = None
@@ -293,11 +303,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
         for line in init_report:
             print(line)
 
-    fg_source = open_source(config.train_data, config.train_split, config.data_dir)
-    bg_source = open_source(config.background_data, config.background_split, config.data_dir)
+    # Every image is stored at its own resolution (shrunk only to fit the canvas), so the augmentation's
+    # single warp reads it at full detail: see TrainConfig.sample_size.
     pipeline = matting_pipeline(fg_source, bg_source, PipelineConfig(
-        canvas=tuple(config.canvas), per_device_batch=config.per_device_batch, seed=config.seed,
-        num_threads=config.data_threads,
+        canvas=tuple(config.canvas), per_device_batch=plan.per_device_batch, seed=config.seed,
+        num_threads=config.data_threads, fgr_fit="native", bgr_fit="native",
     ))
     batches = iter(pipeline)
     if data_state is not None:
@@ -352,16 +362,16 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
 
     keys_wanted = ("fgr", "pha", "bgr", "fgr_valid_hw", "bgr_valid_hw")
     timer, images_seen = time.perf_counter(), 0
-    bar = tqdm(total=config.num_steps, initial=start_step, disable=not (progress and is_lead), unit="step")
+    bar = tqdm(total=num_steps, initial=start_step, disable=not (progress and is_lead), unit="step")
     metrics = None
-    for step in range(start_step, config.num_steps):
+    for step in range(start_step, num_steps):
         raw = next(batches)
         batch = put({k: raw[k] for k in keys_wanted})
         state, metrics = step_fn(crop_for_step(config, step))(state, batch)
-        images_seen += local_devices * config.per_device_batch * jax.process_count()
+        images_seen += config.global_batch
         done = step + 1
         bar.update(1)
-        if done % config.log_every == 0 or done == config.num_steps:
+        if done % config.log_every == 0 or done == num_steps:
             values = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
             now = time.perf_counter()
             values["images_per_second"] = images_seen / max(now - timer, 1e-9)
@@ -371,13 +381,13 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
             bar.set_postfix(loss=f"{values['loss']:.4f}")
             results["train"] = values
         eval_metrics = None
-        if valid is not None and (done % config.eval_every == 0 or done == config.num_steps):
+        if valid is not None and (done % config.eval_every == 0 or done == num_steps):
             eval_metrics = evaluate(eval_model, variables_of(host_state()), valid)
             writer.scalars(done, eval_metrics)
             results["valid"] = eval_metrics
-        if valid is not None and (done % config.image_every == 0 or done == config.num_steps):
+        if valid is not None and (done % config.image_every == 0 or done == num_steps):
             writer.image_grid(done, prediction_grid(eval_model, variables_of(host_state()), valid))
-        if done % config.checkpoint_every == 0 or done == config.num_steps:
+        if done % config.checkpoint_every == 0 or done == num_steps:
             checkpoints.save(done, jax.device_get(host_state()), batches.get_state(), eval_metrics)
     bar.close()
     checkpoints.close()

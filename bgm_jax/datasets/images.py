@@ -7,7 +7,9 @@ as PNG, which is lossless, so no stored value differs from what decoding the sou
 
 Decoding uses PIL only (no TensorFlow, no OpenCV). ``decode_to_canvas`` decodes, resizes and places
 an image on a fixed-size canvas: ``contain`` keeps all content (longer side fits, rest padded with
-zeros, valid region at the top left) and ``cover`` fills the canvas (shorter side fits, centre crop).
+zeros, valid region at the top left), ``native`` is ``contain`` without ever enlarging (the image keeps
+its own resolution unless it is larger than the canvas: training warps read it once, at full detail) and
+``cover`` fills the canvas (shorter side fits, centre crop).
 JPEGs are decoded at reduced size when the target is much smaller (libjpeg DCT scaling), which is
 most of the speed at 4K -> 512.
 """
@@ -23,7 +25,7 @@ from PIL import Image
 
 from bgm_jax.errors import InputError
 
-FITS = ("contain", "cover")
+FITS = ("contain", "cover", "native")
 _REDUCING_GAP = 3.0
 
 # Modes stored unchanged (when the file is JPEG or PNG), per kind of image.
@@ -100,6 +102,9 @@ def fitted_size(height: int, width: int, canvas: Sequence[int], fit: str) -> tup
     if fit == "cover":
         scale = max(canvas_h / height, canvas_w / width)
         return max(canvas_h, round(height * scale)), max(canvas_w, round(width * scale))
+    if fit == "native":
+        scale = min(1.0, canvas_h / height, canvas_w / width)
+        return min(canvas_h, max(1, round(height * scale))), min(canvas_w, max(1, round(width * scale)))
     raise InputError(f"fit {fit!r} is not one of {FITS}")
 
 
@@ -112,7 +117,8 @@ def decode_to_canvas(
       data: encoded image bytes, or a decoded uint8 array (HxW, HxWx1 or HxWx3).
       mode: "RGB" (returns HxWx3) or "L" (returns HxWx1).
       canvas: (H, W) of the output.
-      fit: "contain" (pad, valid region at the top left) or "cover" (centre crop).
+      fit: "contain" (pad, valid region at the top left), "native" (as contain, never enlarged) or
+        "cover" (centre crop).
       size: (h, w) of the source when known; otherwise read from the data. Pass the colour image's
         size when decoding its alpha so that both get exactly the same geometry.
 

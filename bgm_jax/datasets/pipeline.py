@@ -46,7 +46,10 @@ class PipelineConfig:
       seed: shuffling seed (epoch e uses ``seed + e``); < 2**32.
       num_epochs: stop after this many zip epochs (the last partial global batch is dropped);
         None repeats forever.
-      fgr_fit, bgr_fit: "contain" (pad) or "cover" (centre crop), see ``images.decode_to_canvas``.
+      fgr_fit, bgr_fit: "contain" (pad), "native" (pad, never enlarge) or "cover" (centre crop), see
+        ``images.decode_to_canvas``. Training uses "native" on a canvas of at least the augmentation's
+        sample size times the aspect ratio, so the warp reads every image at (at least) the resolution
+        it produces: no detail is lost to a shrink-then-enlarge.
       num_threads: grain reader threads decoding samples (PIL releases the GIL while decoding and
         resizing, so threads scale with cores).
       prefetch_batches: decoded batches kept ready ahead of the training loop.

@@ -137,13 +137,17 @@ class BatchNorm(nn.Module):
             if mask is not None:
                 weight = weight * jnp.broadcast_to(mask, weight.shape).astype(jnp.float32)
             total = jnp.sum(x32 * weight, axes)
-            total_sq = jnp.sum(x32 * x32 * weight, axes)
             count = jnp.sum(weight)
             if self.axis_name is not None:
-                total, total_sq, count = jax.lax.psum((total, total_sq, count), self.axis_name)
+                total, count = jax.lax.psum((total, count), self.axis_name)
             safe = jnp.maximum(count, 1.0)
             mean = total / safe
-            var = jnp.maximum(total_sq / safe - mean * mean, 0.0)
+            # Two passes (the mean, then squared deviations from it), not E[x^2] - E[x]^2, whose float32
+            # cancellation loses digits when the mean is large next to the spread.
+            total_sq = jnp.sum(jnp.square(x32 - mean) * weight, axes)
+            if self.axis_name is not None:
+                total_sq = jax.lax.psum(total_sq, self.axis_name)
+            var = total_sq / safe
             if not self.is_initializing():
                 selected = count > 0
                 new_mean = self.momentum * ra_mean.value + (1 - self.momentum) * mean

@@ -11,8 +11,10 @@ from train.configs.stage2_refine_videomatte import get_config as stage2
 
 
 def get_config() -> TrainConfig:
+    # Photos come in both orientations: a square canvas keeps a 2048 short side up to a 3:2 aspect ratio.
     return stage2().replace(
         train_data="image_matting/folder",
         valid_data="image_matting/folder",
-        num_steps=13_000 * 25 // 4,
+        canvas=(3072, 3072),
+        epochs=25,
     )
