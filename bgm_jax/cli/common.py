@@ -20,10 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bgm_jax.errors import InputError
-
-PRECISIONS = ("float32", "bfloat16", "float16")
-REFINE_MODES = ("sampling", "thresholding", "full")
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
+from bgm_jax.model_spec import BACKBONES, PRECISIONS, REFINE_MODES
 # Named resolutions, as in the paper's speed tables.
 NAMED_SIZES = {"hd": (1920, 1080), "4k": (3840, 2160)}
 

@@ -93,7 +93,9 @@ def pad_to_multiple(image, multiple: int):
     """Edge-pad an HxWx3 image at the bottom and right to multiples of ``multiple``."""
     import numpy as np
 
-    pad_h, pad_w = (-image.shape[0]) % multiple, (-image.shape[1]) % multiple
+    from bgm_jax.model_spec import pad_amounts
+
+    pad_h, pad_w = pad_amounts(image.shape[0], image.shape[1], multiple)
     if not (pad_h or pad_w):
         return image
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
@@ -213,7 +215,7 @@ def check_existing_outputs(writer: ImageWriter, pairs, *, overwrite: bool, skip_
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from bgm_jax.io.render import padded_size, render_on_device
+    from bgm_jax.io.render import render_on_device
     from bgm_jax.io.atomic import ensure_dir
     from bgm_jax.io.images import collect_images, pair_backgrounds
     from bgm_jax.io.pipeline import Pipeline
@@ -262,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         src = np.stack([pair.src for pair in bucket + fill])
         bgr = np.stack([pair.bgr for pair in bucket + fill])
         result = matting(src, bgr)  # asynchronous: the encode thread's np.asarray waits for it
-        padded = padded_size(src.shape[1], src.shape[2], matting.is_refine)
+        padded = matting.padded_size(src.shape[1], src.shape[2])
         pipe.put((bucket, render_on_device(result, products, padded=padded)))
 
     buckets: dict[tuple, list[LoadedPair]] = {}

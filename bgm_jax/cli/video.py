@@ -331,7 +331,7 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
     import jax.numpy as jnp
     import numpy as np
 
-    from bgm_jax.io.render import padded_size, render_on_device, render_on_host, warm_up_device_renderer
+    from bgm_jax.io.render import render_on_device, render_on_host, warm_up_device_renderer
     from bgm_jax.io.pipeline import Pipeline
 
     info = reader.info
@@ -341,7 +341,7 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
         raise ValueError("an MP4 com output needs a target to composite over")
     if "ref" in products and not matting.is_refine:
         raise InputError("ref: the model is a base model, which refines nothing; drop the ref output")
-    padded = padded_size(*size, matting.is_refine)
+    padded = matting.padded_size(*size)
 
     targets = None
     target_value = None
