@@ -28,6 +28,7 @@ import numpy as np
 
 from bgm_jax.checkpoint import build_model, load_model
 from bgm_jax.errors import InputError
+from bgm_jax.memory import check_call_fits, is_out_of_memory, out_of_memory_error
 from bgm_jax.model_spec import PRECISIONS, REFINE_MODES, padded_size
 from bgm_jax.models.layers import COMPUTE_DTYPES
 # Above this many pixels (QHD, 2560x1440) the 4K recommendation applies.
@@ -199,8 +200,17 @@ class Matting:
 
         src_spec = jax.ShapeDtypeStruct(src_shape, src_dtype)
         bgr_spec = jax.ShapeDtypeStruct(bgr_shape, bgr_dtype)
-        compiled = jax.jit(run).lower(self.variables, src_spec, bgr_spec).compile()
+        try:
+            compiled = jax.jit(run).lower(self.variables, src_spec, bgr_spec).compile()
+        except Exception as e:
+            if is_out_of_memory(e):
+                raise out_of_memory_error(e, shape=src_shape, precision=self.settings.precision) from e
+            raise
         self.compile_count += 1
+        # Refuse a call that cannot fit before anything is allocated for it (see bgm_jax.memory).
+        resident = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(self.variables))
+        check_call_fits(compiled, jax.devices()[0], shape=src_shape, precision=self.settings.precision,
+                        resident_bytes=resident)
         return compiled
 
     def compiled_for(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
@@ -231,7 +241,12 @@ class Matting:
         if bgr.shape[0] not in (1, src.shape[0]):
             raise InputError(f"got {src.shape[0]} sources but {bgr.shape[0]} backgrounds; give one or one per source")
         fn = self.compiled_for(src.shape, src.dtype, bgr.shape, bgr.dtype)
-        pha, fgr, err, ref = fn(self.variables, src, bgr)
+        try:
+            pha, fgr, err, ref = fn(self.variables, src, bgr)
+        except Exception as e:
+            if is_out_of_memory(e):
+                raise out_of_memory_error(e, shape=src.shape, precision=self.settings.precision) from e
+            raise
         return MattingResult(pha=pha, fgr=fgr, err=err, ref=ref)
 
 
