@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bgm_jax.io.render import render_on_device, render_on_host
 from bgm_jax.inference import MattingResult
+from bgm_jax.io.render import render_on_device, render_on_host
+from bgm_jax.model_spec import padded_size
 
 PRODUCTS = ("composite", "pha")
 
@@ -56,7 +57,7 @@ def main() -> None:
         width, height = (int(v) for v in text.split("x"))
         result = fake_result(args.batch, height, width)
         target = jnp.asarray(np.array([120, 255, 155], np.uint8))
-        padded = (height + (-height) % 4, width + (-width) % 4)
+        padded = padded_size(height, width)
 
         def on_device():
             products = render_on_device(result, PRODUCTS, padded=padded, target=target)

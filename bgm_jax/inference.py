@@ -28,9 +28,9 @@ import numpy as np
 
 from bgm_jax.checkpoint import build_model, load_model
 from bgm_jax.errors import InputError
-
-PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-REFINE_MODES = ("sampling", "thresholding", "full")
+from bgm_jax.memory import check_call_fits, is_out_of_memory, out_of_memory_error
+from bgm_jax.model_spec import PRECISIONS, REFINE_MODES, padded_size
+from bgm_jax.models.layers import COMPUTE_DTYPES
 # Above this many pixels (QHD, 2560x1440) the 4K recommendation applies.
 LARGE_IMAGE_PIXELS = 2560 * 1440
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bgm-jax" / "xla"
@@ -76,9 +76,9 @@ class Settings:
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
-            raise InputError(f"unknown precision {self.precision!r}; choose one of {sorted(PRECISIONS)}")
+            raise InputError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.refine_mode not in REFINE_MODES:
-            raise InputError(f"unknown refine mode {self.refine_mode!r}; choose one of {REFINE_MODES}")
+            raise InputError(f"unknown refine mode {self.refine_mode!r}; choose one of {', '.join(REFINE_MODES)}")
         if self.backbone_scale is not None and not 0 < self.backbone_scale <= 0.5:
             raise InputError(f"backbone scale must be in (0, 0.5], got {self.backbone_scale}")
         if self.refine_sample_pixels is not None and self.refine_sample_pixels < 0:
@@ -93,7 +93,7 @@ class Settings:
             "refine_sample_pixels": self.refine_sample_pixels if self.refine_sample_pixels is not None else pixels,
             "refine_threshold": self.refine_threshold,
             "refine_prevent_oversampling": self.refine_prevent_oversampling,
-            "dtype": PRECISIONS[self.precision],
+            "dtype": COMPUTE_DTYPES[self.precision],
         }
 
 
@@ -139,10 +139,6 @@ def _to_unit_float(x: jax.Array) -> jax.Array:
     return x.astype(jnp.float32)
 
 
-def _pad_amounts(height: int, width: int, multiple: int = 4) -> tuple[int, int]:
-    return (-height) % multiple, (-width) % multiple
-
-
 class Matting:
     """A loaded model with its settings and compiled-function cache. Create it with ``bgm_jax.load``."""
 
@@ -165,17 +161,22 @@ class Matting:
         other._compiled, other.compile_count = {}, 0
         return other
 
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size the model runs at for an input of this size (a refine model pads to multiples of 4)."""
+        return padded_size(height, width, self.is_refine)
+
     def model_fields(self, height: int, width: int) -> dict[str, Any]:
-        """The model settings used for an input of this size (after padding)."""
-        fields = self.settings.resolve(height, width)
+        """The model settings used for an input of this size (resolved at the padded size)."""
+        fields = self.settings.resolve(*self.padded_size(height, width))
         if not self.is_refine:
             return {"dtype": fields["dtype"]}
         return fields
 
     def _build(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
         _, height, width, _ = src_shape
-        pad_h, pad_w = _pad_amounts(height, width) if self.is_refine else (0, 0)
-        fields = self.model_fields(height + pad_h, width + pad_w)
+        padded_height, padded_width = self.padded_size(height, width)
+        pad_h, pad_w = padded_height - height, padded_width - width
+        fields = self.model_fields(height, width)
         model = build_model(self.config, **fields)
 
         def run(variables, src, bgr):
@@ -199,8 +200,17 @@ class Matting:
 
         src_spec = jax.ShapeDtypeStruct(src_shape, src_dtype)
         bgr_spec = jax.ShapeDtypeStruct(bgr_shape, bgr_dtype)
-        compiled = jax.jit(run).lower(self.variables, src_spec, bgr_spec).compile()
+        try:
+            compiled = jax.jit(run).lower(self.variables, src_spec, bgr_spec).compile()
+        except Exception as e:
+            if is_out_of_memory(e):
+                raise out_of_memory_error(e, shape=src_shape, precision=self.settings.precision) from e
+            raise
         self.compile_count += 1
+        # Refuse a call that cannot fit before anything is allocated for it (see bgm_jax.memory).
+        resident = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(self.variables))
+        check_call_fits(compiled, jax.devices()[0], shape=src_shape, precision=self.settings.precision,
+                        resident_bytes=resident)
         return compiled
 
     def compiled_for(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
@@ -231,7 +241,12 @@ class Matting:
         if bgr.shape[0] not in (1, src.shape[0]):
             raise InputError(f"got {src.shape[0]} sources but {bgr.shape[0]} backgrounds; give one or one per source")
         fn = self.compiled_for(src.shape, src.dtype, bgr.shape, bgr.dtype)
-        pha, fgr, err, ref = fn(self.variables, src, bgr)
+        try:
+            pha, fgr, err, ref = fn(self.variables, src, bgr)
+        except Exception as e:
+            if is_out_of_memory(e):
+                raise out_of_memory_error(e, shape=src.shape, precision=self.settings.precision) from e
+            raise
         return MattingResult(pha=pha, fgr=fgr, err=err, ref=ref)
 
 

@@ -27,3 +27,42 @@ def test_demo_refuses_to_overwrite_and_rejects_a_tiny_size(tmp_path, capsys):
     assert main(["demo", "--size", "12x12", "--out", str(tmp_path / "other")]) == 2
     assert "at least 16" in capsys.readouterr().err
     assert np.array_equal(np.frombuffer((out / "src.png").read_bytes(), np.uint8), np.frombuffer(b"x", np.uint8))
+
+
+def test_demo_err_and_ref_are_upsampled_to_the_padded_size_then_cropped(tmp_path, monkeypatch):
+    """66x50 runs at 68x52: err is upsampled to 68x52 and cropped, as `images` and `video` do, not
+    stretched to 66x50 (which shifts it by up to half a cell); ref is whole 4x4 cells, cropped."""
+    from bgm_jax.cli.common import random_weight_matting
+    from bgm_jax.datasets.synthetic import composite, make_sample
+    from bgm_jax.io.outputs import to_uint8, upsample_map
+
+    monkeypatch.setenv("BGM_JAX_CACHE_DIR", "")
+    width, height = 66, 50
+    out = tmp_path / "demo"
+    assert main(["demo", "--size", f"{width}x{height}", "--out", str(out)]) == 0
+    sample = make_sample(0, height=height, width=width)
+    result = random_weight_matting("mobilenetv2", {})(
+        composite(sample["fgr"], sample["pha"], sample["bgr"]), sample["bgr"])
+    err = np.asarray(result.err[0])
+    expected_err = to_uint8(upsample_map(err, (52, 68), "bilinear")[:height, :width])
+    stretched = to_uint8(upsample_map(err, (height, width), "bilinear"))
+    assert not np.array_equal(expected_err, stretched)  # the size tells the two apart
+    with Image.open(out / "err.png") as image:
+        np.testing.assert_array_equal(np.asarray(image), expected_err)
+    ref = np.asarray(result.ref[0, ..., 0])
+    with Image.open(out / "ref.png") as image:
+        np.testing.assert_array_equal(np.asarray(image), to_uint8(np.kron(ref, np.ones((4, 4))) > 0)[:height, :width])
+
+
+def test_demo_runs_a_converted_model_given_with_model_like_every_other_command(tmp_path, capsys):
+    from bgm_jax.checkpoint import save_model
+    from bgm_jax.cli.common import random_variables
+
+    config = {"model_type": "refine", "backbone": "mobilenetv2", "refine_kernel_size": 3}
+    save_model(tmp_path / "model", random_variables(config, seed=3), config)
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(tmp_path / "model"), "--size", "64x48", "--out", str(out),
+                 "--compilation-cache", ""]) == 0
+    printed = capsys.readouterr().out
+    assert "RANDOM" not in printed and f"{tmp_path / 'model'} (mobilenetv2)" in printed
+    assert (out / "pha.png").is_file()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bgm_jax.errors import InputError
+from bgm_jax.model_spec import PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,7 @@ class TrainConfig:
     def __post_init__(self):
         checks = [
             (self.stage in ("base", "refine"), f"stage must be 'base' or 'refine', got {self.stage!r}"),
-            (self.precision in ("float32", "bfloat16", "float16"), f"unknown precision {self.precision!r}"),
+            (self.precision in PRECISIONS, f"unknown precision {self.precision!r}"),
             (self.parallelism in ("pmap", "jit"), f"parallelism must be 'pmap' or 'jit', got {self.parallelism!r}"),
             (self.augment in ("base", "refine", "identity"), f"unknown augment preset {self.augment!r}"),
             (self.global_batch >= 1, "global_batch must be >= 1"),

@@ -27,7 +27,7 @@ import optax
 from flax import struct
 from flax.training.dynamic_scale import DynamicScale
 
-PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+from bgm_jax.models.layers import COMPUTE_DTYPES as PRECISIONS  # precision name -> compute dtype
 MODULE_GROUPS = ("backbone", "aspp", "decoder", "refiner")
 
 

@@ -166,8 +166,6 @@ def measure_model(matting, width: int, height: int, batch: int, *, repeats: int,
     import jax
     import numpy as np
 
-    from bgm_jax.io.render import padded_size
-
     rng = np.random.default_rng(seed)
     src = jax.device_put(rng.random((batch, height, width, 3), np.float32))
     bgr = jax.device_put(rng.random((batch, height, width, 3), np.float32))
@@ -182,7 +180,7 @@ def measure_model(matting, width: int, height: int, batch: int, *, repeats: int,
         start = time.perf_counter()
         jax.block_until_ready(compiled(matting.variables, src, bgr))
         seconds.append(time.perf_counter() - start)
-    fields = matting.model_fields(*padded_size(height, width, matting.is_refine))
+    fields = matting.model_fields(height, width)
     return {
         "mode": "model",
         "backbone": matting.config["backbone"],
@@ -193,7 +191,7 @@ def measure_model(matting, width: int, height: int, batch: int, *, repeats: int,
         "backbone_scale": fields.get("backbone_scale"),
         "refine_mode": fields.get("refine_mode"),
         "refine_sample_pixels": fields.get("refine_sample_pixels"),
-        "refine_patches": refine_patches(fields, *padded_size(height, width, matting.is_refine)),
+        "refine_patches": refine_patches(fields, *matting.padded_size(height, width)),
         "prevent_oversampling": fields.get("refine_prevent_oversampling"),
         "compile_s": round(compile_seconds, 3),
         "compile_cache_hit": hits.count > 0,
@@ -236,7 +234,7 @@ def measure_e2e(matting, video: str, size, batch: int, args, convert: str, decod
         outputs = [VideoOutput(k, Path(tmp) / (k if f == "png" else f"{k}.{f}"), f) for k in kinds for f in formats]
         stats = matte_video(matting, reader, bgr, outputs, batch=batch, convert=convert, encoder=args.encoder,
                             target=parse_target("120,255,155", info.width, info.height))
-    fields = matting.model_fields(info.height + (-info.height) % 4, info.width + (-info.width) % 4)
+    fields = matting.model_fields(info.height, info.width)
     return {
         "mode": "e2e",
         "video": str(video),

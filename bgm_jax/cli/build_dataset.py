@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from pathlib import Path
 
+from bgm_jax.cli.common import add_progress_argument
 from bgm_jax.errors import InputError
 
 _SYNTHETIC_FIELDS = ("height", "width", "num_train", "num_test", "frames_per_clip", "seed")
@@ -42,11 +44,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     syn.add_argument("--num-test", type=int, help="test samples (clips for video configs)")
     syn.add_argument("--frames-per-clip", type=int)
     syn.add_argument("--seed", type=int)
+    add_progress_argument(parser)
+
+
+class _DropRoutineTfdsLogs(logging.Filter):
+    """tfds logs a custom (command-line) config as a WARNING; it is what the user asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Using custom data configuration")
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    import tensorflow_datasets as tfds
+
     from bgm_jax.datasets import catalog
 
+    # tfds draws its progress bars even into a log file; only on a terminal, as the other commands
+    tfds.display_progress_bar(sys.stderr.isatty() and not args.no_progress)
+    quiet = _DropRoutineTfdsLogs()
+    logging.getLogger("absl").addFilter(quiet)
+    try:
+        return _build(args, catalog)
+    finally:
+        logging.getLogger("absl").removeFilter(quiet)
+
+
+def _build(args: argparse.Namespace, catalog) -> int:
     builder_name, _, config_name = args.name.partition("/")
     kwargs = {}
     if builder_name == "matting_testset":

@@ -20,10 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bgm_jax.errors import InputError
-
-PRECISIONS = ("float32", "bfloat16", "float16")
-REFINE_MODES = ("sampling", "thresholding", "full")
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
+from bgm_jax.model_spec import BACKBONES, PRECISIONS, REFINE_MODES
 # Named resolutions, as in the paper's speed tables.
 NAMED_SIZES = {"hd": (1920, 1080), "4k": (3840, 2160)}
 
@@ -82,18 +79,31 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+PYTORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+
+
+def check_model_dir(text: str) -> Path:
+    """``--model`` must be a model directory; a PyTorch file gets told to be converted first."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    if path.is_file():
+        from bgm_jax.convert.sources import sniff_format
+
+        if path.suffix.lower() in PYTORCH_SUFFIXES or sniff_format(path) != "unknown":
+            raise InputError(f"--model {text}: this is a PyTorch checkpoint: run `bgm-jax convert {text} MODEL_DIR` "
+                             "first, then pass --model MODEL_DIR")
+        raise InputError(f"--model {text}: is a file; --model takes a model directory written by `bgm-jax convert`")
+    raise InputError(f"--model {text}: no such checkpoint directory; convert weights with "
+                     "`bgm-jax convert MODEL.pth DIR` first")
+
+
 def load_matting(args: argparse.Namespace):
     """The ``Matting`` for ``--model`` with the settings given on the command line."""
     import bgm_jax
 
-    if not Path(args.model).expanduser().is_dir():
-        raise InputError(
-            f"--model {args.model}: no such checkpoint directory; convert weights with "
-            "`bgm-jax convert MODEL.pth DIR` first"
-        )
-    return bgm_jax.load(
-        Path(args.model).expanduser(), compilation_cache=args.compilation_cache, **settings_from_args(args)
-    )
+    path = check_model_dir(args.model)
+    return bgm_jax.load(path, compilation_cache=args.compilation_cache, **settings_from_args(args))
 
 
 # ---------------------------------------------------------------------------------------------- random weights

@@ -2,9 +2,9 @@
 
 A synthetic subject (soft edges, hair-like strands, a veil, a hole) is composited over a generated
 background; the model mattes it against the clean background and the outputs are written as PNGs.
-With --checkpoint, the weights are yours (e.g. converted official weights); without, the model has
-random weights: the pipeline runs for real, but the matte is meaningless. Since the sample comes with
-ground truth, the alpha error against it is printed either way.
+With --model, the weights are yours (e.g. converted official weights); without, the model has random
+weights: the pipeline runs for real, but the matte is meaningless. Since the sample comes with ground
+truth, the alpha error against it is printed either way.
 """
 
 from __future__ import annotations
@@ -12,16 +12,22 @@ from __future__ import annotations
 import argparse
 import time
 
+from bgm_jax.cli.common import add_model_arguments
+from bgm_jax.model_spec import BACKBONES
+
+OUTPUT_NAMES = ("src", "bgr", "com", "pha", "err", "ref")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", help="model directory written by `bgm-jax convert` (default: random weights)")
-    parser.add_argument("--backbone", default="mobilenetv2", choices=["resnet50", "resnet101", "mobilenetv2"],
-                        help="backbone of the random-weight model (ignored with --checkpoint)")
+    parser.add_argument("--backbone", default="mobilenetv2", choices=BACKBONES,
+                        help="backbone of the random-weight model (ignored with --model)")
     parser.add_argument("--size", default="512x512", help="WIDTHxHEIGHT of the generated pair (default 512x512)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated sample")
-    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--out", default="bgm-demo", help="output folder (default ./bgm-demo)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_model_arguments(parser, model_required=False)
+    # the name this option had before it was --model, as in every other command
+    parser.add_argument("--checkpoint", dest="model", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,26 +35,35 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    import bgm_jax
-    from bgm_jax.cli.common import parse_size, random_weight_matting
+    from bgm_jax.cli.common import load_matting, parse_size, random_weight_matting, settings_from_args
     from bgm_jax.datasets.synthetic import composite, make_sample
     from bgm_jax.errors import InputError
-    from bgm_jax.io.outputs import upsample_map, write_com, write_err, write_image, write_pha, write_ref
+    from bgm_jax.io.atomic import check_can_write
+    from bgm_jax.io.outputs import write_com, write_image, write_pha
+    from bgm_jax.io.render import render_on_host
 
     width, height = parse_size(args.size, "--size")
     if width < 16 or height < 16:
         raise InputError(f"--size {args.size!r}: the generated pair needs width and height of at least 16")
+    out = Path(args.out)
+    for name in OUTPUT_NAMES:  # before any work: nothing is written when one output is in the way
+        check_can_write(out / f"{name}.png", args.overwrite)
+
+    if args.model:
+        matting = load_matting(args)
+        what = f"{args.model} ({matting.config['backbone']})"
+    else:
+        matting = random_weight_matting(args.backbone, settings_from_args(args), args.compilation_cache)
+        what = f"{args.backbone} with RANDOM weights (pass --model for a real matte)"
+
+    # Compiling first checks that the size fits in memory before the sample is generated.
+    start = time.perf_counter()
+    matting.compiled_for((1, height, width, 3), np.uint8, (1, height, width, 3), np.uint8)
+    compile_seconds = time.perf_counter() - start
+
     sample = make_sample(args.seed, height=height, width=width)
     src = composite(sample["fgr"], sample["pha"], sample["bgr"])
     bgr = sample["bgr"]
-
-    if args.checkpoint:
-        matting = bgm_jax.load(args.checkpoint, precision=args.precision)
-        what = f"checkpoint {args.checkpoint} ({matting.config['backbone']})"
-    else:
-        matting = random_weight_matting(args.backbone, {"precision": args.precision})
-        what = f"{args.backbone} with RANDOM weights (pass --checkpoint for a real matte)"
-
     start = time.perf_counter()
     result = matting(src, bgr)
     pha = np.asarray(result.pha[0])
@@ -57,27 +72,30 @@ def run(args: argparse.Namespace) -> int:
     np.asarray(matting(src, bgr).pha)
     second = time.perf_counter() - start
 
-    out = Path(args.out)
-    fields = matting.model_fields(height + (-height) % 4, width + (-width) % 4)
+    # err and ref go through the same rendering as `images` and `video`: upsampled to the padded size
+    # the model ran at, then cropped.
+    maps = render_on_host(result, ("err", "ref") if matting.is_refine else ("err",),
+                          padded=matting.padded_size(height, width))
     write_image(out / "src.png", src, overwrite=args.overwrite)
     write_image(out / "bgr.png", bgr, overwrite=args.overwrite)
     write_com(out / "com.png", np.asarray(result.fgr[0]), pha, overwrite=args.overwrite)
     write_pha(out / "pha.png", pha, overwrite=args.overwrite)
-    write_err(out / "err.png", upsample_map(np.asarray(result.err[0]), (height, width), "bilinear"),
-              overwrite=args.overwrite)
-    if result.ref is not None:
-        write_ref(out / "ref.png", upsample_map(np.asarray(result.ref[0]), (height, width), "nearest"),
-                  overwrite=args.overwrite)
+    write_image(out / "err.png", maps["err"][0], overwrite=args.overwrite)
+    if "ref" in maps:
+        write_image(out / "ref.png", maps["ref"][0], overwrite=args.overwrite)
 
+    fields = matting.model_fields(height, width)
     gt = sample["pha"].astype(np.float32) / 255.0
     sad = float(np.abs(pha[..., 0] - gt).sum()) / 1000.0
     print(f"model:      {what}")
-    print(f"input:      {width}x{height} synthetic pair (seed {args.seed}), precision {args.precision}")
+    print(f"input:      {width}x{height} synthetic pair (seed {args.seed}), precision {matting.settings.precision}")
     if matting.is_refine:
         print(f"settings:   backbone scale {fields['backbone_scale']}, {fields['refine_mode']} "
               f"{fields['refine_sample_pixels']} pixels")
-    print(f"first call: {first:.2f} s (includes compilation)")
+    print(f"compile:    {compile_seconds:.2f} s")
+    print(f"first call: {first:.2f} s")
     print(f"next call:  {second * 1000:.1f} ms")
     print(f"alpha SAD against ground truth (whole image, /1000): {sad:.2f}")
-    print(f"outputs:    {out}/{{src,bgr,com,pha,err,ref}}.png")
+    names = ",".join(name for name in OUTPUT_NAMES if name != "ref" or "ref" in maps)
+    print(f"outputs:    {out}/{{{names}}}.png")
     return 0

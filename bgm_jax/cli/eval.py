@@ -184,7 +184,7 @@ def _run_folders(args: argparse.Namespace) -> int:
 
 
 def _run_model(args: argparse.Namespace) -> int:
-    from bgm_jax.cli.common import load_matting, progress_bar
+    from bgm_jax.cli.common import check_model_dir, load_matting, progress_bar
     from bgm_jax.evaluation import protocol
 
     if (args.dataset is None) == (args.dataset_dir is None):
@@ -195,9 +195,7 @@ def _run_model(args: argparse.Namespace) -> int:
             raise InputError(f"{', '.join(misplaced)}: only with --dataset NAME, not with --dataset-dir")
     _check_output_path(args.csv, "--csv")
     _check_output_path(args.json, "--json")
-    if not Path(args.model).expanduser().is_dir():
-        raise InputError(f"--model {args.model}: no such checkpoint directory; convert weights with "
-                         "`bgm-jax convert MODEL.pth DIR` first")
+    check_model_dir(args.model)
     # everything about the data and outputs is checked before the model is loaded and compiled
     test_set = protocol.open_test_set(
         args.dataset, data_dir=args.data_dir, split=args.split or "test", dataset_dir=args.dataset_dir

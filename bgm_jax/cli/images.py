@@ -31,7 +31,7 @@ from bgm_jax.cli.common import (
     progress_bar,
     resize_rgb,
 )
-from bgm_jax.errors import InputError
+from bgm_jax.errors import DeviceMemoryError, InputError
 
 OUTPUT_TYPES = ("com", "pha", "fgr", "err", "ref")
 # Output type -> the render product it is written from (see bgm_jax.io.render).
@@ -93,7 +93,9 @@ def pad_to_multiple(image, multiple: int):
     """Edge-pad an HxWx3 image at the bottom and right to multiples of ``multiple``."""
     import numpy as np
 
-    pad_h, pad_w = (-image.shape[0]) % multiple, (-image.shape[1]) % multiple
+    from bgm_jax.model_spec import pad_amounts
+
+    pad_h, pad_w = pad_amounts(image.shape[0], image.shape[1], multiple)
     if not (pad_h or pad_w):
         return image
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
@@ -154,12 +156,16 @@ class ImageWriter:
         import jax
         import numpy as np
 
-        pairs, products = item
+        from bgm_jax.memory import is_out_of_memory, out_of_memory_error
+
+        pairs, products, shape, precision = item
         try:
             host = {name: np.asarray(array) for name, array in products.items()}
         except jax.errors.JaxRuntimeError as e:  # e.g. out of device memory for a large batch
+            reason = (str(out_of_memory_error(e, shape=shape, precision=precision)) if is_out_of_memory(e)
+                      else f"the model failed ({str(e).splitlines()[0]})")
             for pair in pairs:
-                self.report(pair.source, f"the model failed ({str(e).splitlines()[0]})")
+                self.report(pair.source, reason)
             self.progress.update(len(pairs))
             return
         for index, pair in enumerate(pairs):
@@ -167,8 +173,11 @@ class ImageWriter:
             self.progress.update(1)
 
     def write_pair(self, pair: LoadedPair, host: dict, index: int) -> None:
+        """Every requested output of one source, or none: when one cannot be written, the ones this run
+        wrote for the source are removed, so the summary's count of written sources is the whole truth."""
         from bgm_jax.io.outputs import write_image, write_pha
 
+        written = []
         for kind, path in self.paths(pair.source).items():
             if self.skip_existing and path.exists():
                 continue
@@ -179,8 +188,12 @@ class ImageWriter:
                 else:
                     write_image(path, pixels, overwrite=self.overwrite)
             except (InputError, OSError) as e:
-                self.report(pair.source, f"{path}: cannot write ({e})")
+                for done in written:
+                    done.unlink(missing_ok=True)
+                message = str(e) if str(e).startswith(str(path)) else f"{path}: cannot write ({e})"
+                self.report(pair.source, message)
                 return
+            written.append(path)
         self.written += 1
 
     def product(self, kind: str) -> str:
@@ -213,7 +226,7 @@ def check_existing_outputs(writer: ImageWriter, pairs, *, overwrite: bool, skip_
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from bgm_jax.io.render import padded_size, render_on_device
+    from bgm_jax.io.render import render_on_device
     from bgm_jax.io.atomic import ensure_dir
     from bgm_jax.io.images import collect_images, pair_backgrounds
     from bgm_jax.io.pipeline import Pipeline
@@ -255,15 +268,26 @@ def run(args: argparse.Namespace) -> int:
     progress.update(len(pairing.unpaired) + writer.kept)
 
     start = time.perf_counter()
+    refused: dict[tuple, str] = {}  # shape -> why it does not fit in memory (not compiled again)
 
     def dispatch(pipe: Pipeline, bucket: list[LoadedPair]) -> None:
         # A short last batch is filled with copies of its last image: a new batch size would compile again.
         fill = [bucket[-1]] * (args.batch - len(bucket))
-        src = np.stack([pair.src for pair in bucket + fill])
-        bgr = np.stack([pair.bgr for pair in bucket + fill])
-        result = matting(src, bgr)  # asynchronous: the encode thread's np.asarray waits for it
-        padded = padded_size(src.shape[1], src.shape[2], matting.is_refine)
-        pipe.put((bucket, render_on_device(result, products, padded=padded)))
+        shape = (args.batch, *bucket[0].src.shape)
+        if shape not in refused:
+            src = np.stack([pair.src for pair in bucket + fill])
+            bgr = np.stack([pair.bgr for pair in bucket + fill])
+            try:
+                result = matting(src, bgr)  # asynchronous: the encode thread's np.asarray waits for it
+            except DeviceMemoryError as e:
+                refused[shape] = str(e)
+        if shape in refused:  # the other sizes may fit: report these sources and go on
+            for pair in bucket:
+                report(pair.source, refused[shape])
+            progress.update(len(bucket))
+            return
+        padded = matting.padded_size(src.shape[1], src.shape[2])
+        pipe.put((bucket, render_on_device(result, products, padded=padded), shape, matting.settings.precision))
 
     buckets: dict[tuple, list[LoadedPair]] = {}
     with progress, Pipeline(read_pairs(todo, resize_bgr=args.resize_bgr, size_bucket=args.size_bucket,

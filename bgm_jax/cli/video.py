@@ -13,6 +13,10 @@ The whole stream is decoded (the container's frame count is never trusted), rota
 honoured and the frame rate and timestamps are kept. Decoding, the model and encoding run at the same
 time (decode thread, asynchronous device work, encode threads); the end prints end-to-end FPS.
 Interrupting (Ctrl-C) removes the partial files: nothing that looks complete is left behind.
+
+Exit status: 0 done; 1 the video ended before the frame count its container claims (a file cut short:
+every decoded frame is written, both counts are printed; --allow-short-video makes this 0); 2 unusable
+input or an output that cannot be written (full disk, no permission: the partial files are removed).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="align the background to every frame (handheld footage; ORB + RANSAC homography; "
                         "needs the align extra, OpenCV; costs CPU time per frame)")
     parser.add_argument("--resize", metavar="WxH", help="scale the video frames to this size before matting")
+    parser.add_argument("--allow-short-video", action="store_true",
+                        help="a video with fewer frames than its container claims is expected: exit 0 (default: "
+                        "finish, warn with both counts and exit 1)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", metavar="DIR", help="output folder for --outputs in --formats")
     out.add_argument("--outputs", metavar="LIST", help="with --out: com,pha,fgr,err,ref (default: com,pha)")
@@ -331,7 +339,7 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
     import jax.numpy as jnp
     import numpy as np
 
-    from bgm_jax.io.render import padded_size, render_on_device, render_on_host, warm_up_device_renderer
+    from bgm_jax.io.render import render_on_device, render_on_host, warm_up_device_renderer
     from bgm_jax.io.pipeline import Pipeline
 
     info = reader.info
@@ -341,7 +349,7 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
         raise ValueError("an MP4 com output needs a target to composite over")
     if "ref" in products and not matting.is_refine:
         raise InputError("ref: the model is a base model, which refines nothing; drop the ref output")
-    padded = padded_size(*size, matting.is_refine)
+    padded = matting.padded_size(*size)
 
     targets = None
     target_value = None
@@ -425,4 +433,15 @@ def run(args: argparse.Namespace) -> int:
           f"(decode + matting + encode; compilation took {stats.compile_seconds:.2f} s before that)")
     for path in stats.outputs:
         print(f"wrote {path}")
+    missing = info.frames_missing(stats.frames)
+    if missing:
+        what = (f"{info.path} ended after {stats.frames} of the {info.frame_count_hint} frames its container "
+                "claims")
+        if args.allow_short_video:
+            print(f"video: note: {what} (--allow-short-video)", file=sys.stderr)
+        else:
+            print(f"bgm-jax video: warning: {what}: the file is probably cut short; the outputs hold the "
+                  f"{stats.frames} decoded frames. Pass --allow-short-video if the shorter length is expected",
+                  file=sys.stderr)
+            return 1
     return 0

@@ -66,7 +66,6 @@ _INVERSE_LEAF_RULES: dict[tuple[str, str], tuple[str, tuple[int, ...] | None]] =
 # Order of a module's entries in a torch state_dict.
 _TORCH_LEAF_ORDER = ("weight", "bias", "running_mean", "running_var", IGNORED_LEAF)
 
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
 _RESNET_LAYER3_BLOCKS = {6: "resnet50", 23: "resnet101"}
 
 # How many problems a ConversionError message lists before summarising the rest.

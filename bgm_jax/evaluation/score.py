@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from bgm_jax.errors import InputError
 from bgm_jax.evaluation import metrics
+from bgm_jax.model_spec import REFINE_SIZE_MULTIPLE
 
 QUANTIZE_MODES = ("round", "floor", "none")
 ALPHA_METRICS = ("SAD", "MSE", "Grad", "Conn")
@@ -43,7 +44,7 @@ def quantize_alpha(image: np.ndarray, mode: str = "round") -> np.ndarray:
 def crop_to_multiple_of_4(image: np.ndarray) -> np.ndarray:
     """The top-left ``(H // 4 * 4) x (W // 4 * 4)`` part, the size the model can process."""
     h, w = np.shape(image)[:2]
-    return image[: h - h % 4, : w - w % 4]
+    return image[: h - h % REFINE_SIZE_MULTIPLE, : w - w % REFINE_SIZE_MULTIPLE]
 
 
 def score_sample(

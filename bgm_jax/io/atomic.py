@@ -13,6 +13,7 @@ between that second check and the rename is not closed, which only matters for c
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -26,11 +27,36 @@ def check_can_write(path: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse to replace an existing output unless ``overwrite`` is set; returns ``path`` as a Path."""
     path = Path(path)
     if not overwrite and (path.exists() or path.is_symlink()):
-        raise InputError(
-            f"{path}: output already exists; pass --overwrite (overwrite=True) to replace it "
-            "or choose another output folder"
-        )
+        raise InputError(f"{path}: output already exists; pass --overwrite to replace it or choose another output folder")
     return path
+
+
+# errno -> what the user can do about a failed write
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "no space left on the device; free some space or choose another output folder",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another output folder",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "operation not permitted; choose a folder you can write to",
+    errno.EROFS: "the file system is read-only; choose a folder you can write to",
+    errno.EFBIG: "the file is too large for this file system; choose another output folder",
+}
+
+
+class WriteFailure(InputError):
+    """An output that could not be written; ``reason`` says why and what to do."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: cannot write ({reason})")
+
+
+def write_failure(path: str | os.PathLike, error: OSError | int) -> WriteFailure:
+    """The one-line error for an output that could not be written (disk full, no permission, ...)."""
+    code = error if isinstance(error, int) else error.errno
+    reason = _WRITE_PROBLEMS.get(code)
+    if reason is None:
+        reason = os.strerror(code) if isinstance(error, int) else (error.strerror or str(error))
+    return WriteFailure(path, reason)
 
 
 def ensure_dir(directory: str | os.PathLike) -> Path:
@@ -82,6 +108,9 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
 
         with atomic_output(out / "a.png", overwrite=False) as tmp:
             image.save(tmp, format="PNG")
+
+    An ``OSError`` while writing or renaming (disk full, permission denied) becomes a ``WriteFailure``
+    (an ``InputError``) naming ``path``, not the partial name.
     """
     final = check_can_write(path, overwrite)
     ensure_dir(final.parent)
@@ -89,6 +118,12 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     try:
         yield partial
         commit_partial(partial, final, overwrite)
+    except OSError as e:
+        remove_partial(partial)
+        raise write_failure(final, e) from e
+    except WriteFailure as e:  # raised for the partial name: report the name the user gave
+        remove_partial(partial)
+        raise WriteFailure(final, e.reason) from e
     except BaseException:  # KeyboardInterrupt included: never leave a half-written output behind
         remove_partial(partial)
         raise

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from bgm_jax.bilinear import bilinear_taps
 from bgm_jax.errors import InputError
 from bgm_jax.io.atomic import atomic_output
 
@@ -119,21 +120,11 @@ def composite_over(fgr, pha, target=DEFAULT_TARGET_RGB) -> np.ndarray:
     return to_uint8(fgr * alpha + target * (1.0 - alpha))
 
 
-def _bilinear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights for half-pixel-centre linear interpolation along one axis
-    (PyTorch's ``align_corners=False``: source = (i + 0.5) * n_in / n_out - 0.5, clamped at 0)."""
-    pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
-    pos = np.maximum(pos, 0.0)
-    lo = np.minimum(np.floor(pos).astype(np.int64), n_in - 1)
-    hi = np.minimum(lo + 1, n_in - 1)
-    return lo, hi, (pos - lo).astype(np.float32)
-
-
 def upsample_map(small, size: tuple[int, int], method: str) -> np.ndarray:
     """Upsample a single-channel map to ``size = (height, width)``; returns float32 HxW.
 
     ``method="bilinear"`` (for ``err``) matches ``torch.nn.functional.interpolate(..., mode="bilinear",
-    align_corners=False)``; ``method="nearest"`` (for ``ref``) picks source index ``floor(i * n_in / n_out)``
+    align_corners=False)`` with the model's own taps (``bgm_jax.bilinear``); ``method="nearest"`` (for ``ref``) picks source index ``floor(i * n_in / n_out)``
     in exact integer arithmetic, which is PyTorch's ``mode="nearest"`` and, for an integer factor k,
     exactly ``np.repeat(..., k)``.
     """
@@ -144,11 +135,10 @@ def upsample_map(small, size: tuple[int, int], method: str) -> np.ndarray:
         cols = (np.arange(w_out) * w_in) // w_out
         return small[rows][:, cols]
     if method == "bilinear":
-        r0, r1, wr = _bilinear_axis(h_in, h_out)
-        c0, c1, wc = _bilinear_axis(w_in, w_out)
-        wr = wr[:, None]
-        rows = small[r0] * (1.0 - wr) + small[r1] * wr
-        return rows[:, c0] * (1.0 - wc) + rows[:, c1] * wc
+        r0, r1, wr0, wr1 = bilinear_taps(h_in, h_out)
+        c0, c1, wc0, wc1 = bilinear_taps(w_in, w_out)
+        rows = small[r0] * wr0[:, None] + small[r1] * wr1[:, None]
+        return rows[:, c0] * wc0 + rows[:, c1] * wc1
     raise ValueError(f"unknown upsampling method {method!r}; expected 'bilinear' or 'nearest'")
 
 

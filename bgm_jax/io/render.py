@@ -30,19 +30,12 @@ import numpy as np
 PRODUCTS = ("rgba", "composite", "pha", "pha_float", "fgr", "err", "ref")
 
 
-def padded_size(height: int, width: int, is_refine: bool) -> tuple[int, int]:
-    """The size the model ran at: ``bgm_jax.load`` pads a refine model's input to multiples of 4."""
-    if not is_refine:
-        return height, width
-    return height + (-height) % 4, width + (-width) % 4
-
-
 @functools.lru_cache(maxsize=None)
 def _device_renderer():
     import jax
     import jax.numpy as jnp
 
-    from bgm_jax.models.layers import resize_bilinear
+    from bgm_jax.bilinear import resize_bilinear
 
     def to_uint8(x):
         # float32 x * 255, clip, round half to even: the exact operations of io.outputs.to_uint8

@@ -137,6 +137,21 @@ class VideoInfo:
     codec: str
     has_audio: bool
     audio_codec: str | None
+    frame_count_exact: bool = False  # the hint is the container's frame count, not duration x fps
+
+    def frames_missing(self, decoded: int) -> int:
+        """How many frames fewer than the container claims were decoded (0 when none are missing).
+
+        A stored frame count (MP4, MOV) must be met exactly; a count derived from the duration (WebM,
+        MKV) only within rounding: 2% or 1 frame, whichever is more. Decoding always goes to the real
+        end of the stream, so this is what tells a file cut short (a half-copied download) from a
+        complete one."""
+        if not self.frame_count_hint or decoded >= self.frame_count_hint:
+            return 0
+        missing = self.frame_count_hint - decoded
+        if not self.frame_count_exact and missing <= max(1, 0.02 * self.frame_count_hint):
+            return 0
+        return missing
 
 
 @dataclass(frozen=True)
@@ -237,6 +252,7 @@ class VideoReader:
             codec=stream.codec_context.name,
             has_audio=bool(audio),
             audio_codec=audio[0].codec_context.name if audio else None,
+            frame_count_exact=bool(stream.frames),
         )
 
     def _decode_to_end(self) -> Iterator:

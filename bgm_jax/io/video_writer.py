@@ -35,6 +35,7 @@ from bgm_jax.io.atomic import (
     ensure_dir,
     partial_path,
     remove_partial,
+    write_failure,
 )
 from bgm_jax.io.outputs import as_single_channel, to_uint8, to_uint16
 from bgm_jax.io.video_reader import open_input
@@ -251,6 +252,9 @@ class VideoWriter:
             if audio_from is not None:
                 self._audio = _AudioTrack.open(Path(audio_from), self._container, self.format)
             self._container.start_encoding()  # opens the encoders now: a missing one fails here, not mid-run
+        except OSError as e:  # PyAV's errors for a full disk or a refused file are OSErrors with an errno
+            self.abort()
+            raise write_failure(self.path, e) from e
         except av.FFmpegError as e:
             self.abort()
             raise InputError(
@@ -304,23 +308,34 @@ class VideoWriter:
         frame.pts = self._next_pts(time)
         frame.time_base = self.time_base
         self._end = frame.pts * self.time_base + 1 / self.fps
-        if self._audio is not None:
-            self._audio.mux_until(self._end)
-        self._container.mux(self._stream.encode(frame))
+        try:
+            if self._audio is not None:
+                self._audio.mux_until(self._end)
+            self._mux(self._stream.encode(frame))
+        except OSError as e:  # disk full, file refused: the partial file is useless, and so is going on
+            self.abort()
+            raise write_failure(self.path, e) from e
         self.frames_written += 1
+
+    def _mux(self, packets) -> None:
+        """Hand encoded video packets to the container: where the file is written (disk full fails here)."""
+        self._container.mux(packets)
 
     def close(self) -> Path:
         """Flush the encoder, finish the audio, and rename the file to its final name."""
         if self._container is None:
             raise RuntimeError(f"{self.path.name}: writer already closed or aborted")
         try:
-            self._container.mux(self._stream.encode(None))
+            self._mux(self._stream.encode(None))
             if self._audio is not None:
                 self._audio.finish(self._end)
                 self._audio = None
             self._container.close()
             self._container = None
             commit_partial(self._partial, self.path, self._overwrite)
+        except OSError as e:
+            self.abort()
+            raise write_failure(self.path, e) from e
         except BaseException:
             self.abort()
             raise
@@ -368,7 +383,10 @@ class PngSequenceWriter:
         self.mode, self.bits, self._overwrite, self._compress = mode, bits, overwrite, compress_level
         ensure_dir(self.path.parent)
         self._partial = partial_path(self.path)
-        self._partial.mkdir()
+        try:
+            self._partial.mkdir()
+        except OSError as e:
+            raise write_failure(self.path, e) from e
         self.frames_written = 0
 
     def write(self, image, time=None) -> None:
@@ -383,12 +401,19 @@ class PngSequenceWriter:
             if pixels.ndim != 3 or pixels.shape[-1] != self._CHANNELS[self.mode]:
                 raise ValueError(f"{self.path.name}: {self.mode} frame expected, got shape {pixels.shape}")
         name = self._partial / f"{self.frames_written:06d}.png"
-        Image.fromarray(np.ascontiguousarray(pixels)).save(name, format="PNG", compress_level=self._compress)
+        try:
+            Image.fromarray(np.ascontiguousarray(pixels)).save(name, format="PNG", compress_level=self._compress)
+        except OSError as e:
+            self.abort()
+            raise write_failure(self.path, e) from e
         self.frames_written += 1
 
     def close(self) -> Path:
         try:
             commit_partial(self._partial, self.path, self._overwrite)
+        except OSError as e:
+            self.abort()
+            raise write_failure(self.path, e) from e
         except BaseException:
             self.abort()
             raise

@@ -18,9 +18,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from bgm_jax.bilinear import resize_bilinear  # noqa: F401  (the models' resize, defined with its taps)
+from bgm_jax.model_spec import PRECISIONS
 
 Dtype = Any
+# Compute precision name -> the ``dtype`` field of every module (parameters stay float32).
+COMPUTE_DTYPES = {name: getattr(jnp, name) for name in PRECISIONS}
 
 # torchvision's ResNet/MobileNetV2 initialisation: kaiming normal, fan_out, gain sqrt(2).
 kaiming_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -58,38 +62,6 @@ def conv_factory(dtype: Dtype, kernel_init=torch_default_kernel_init):
 def norm_factory(train: bool, dtype: Dtype, axis_name: str | None):
     """PyTorch-equivalent BatchNorm: batch statistics in training, running averages in eval."""
     return functools.partial(BatchNorm, use_running_average=not train, axis_name=axis_name, dtype=dtype)
-
-
-def _bilinear_taps(n_in: int, n_out: int):
-    """Source indices and weights of PyTorch's bilinear resize along one axis (align_corners=False, no
-    antialiasing): output i samples ``(i + 0.5) * n_in / n_out - 0.5``, clamped at 0, between its two
-    neighbours. Shapes are static, so these are compile-time constants."""
-    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
-    src = np.maximum(src, 0.0)
-    lo = np.minimum(np.floor(src).astype(np.int32), n_in - 1)
-    hi = np.minimum(lo + 1, n_in - 1)
-    w_hi = (src - lo).astype(np.float32)
-    return lo, hi, 1.0 - w_hi, w_hi
-
-
-def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """Bilinear resize of an NHWC array to ``size`` = (H, W), matching PyTorch's
-    ``F.interpolate(mode='bilinear', align_corners=False)`` (no antialiasing).
-
-    Separable two-tap gathers instead of ``jax.image.resize``, which builds dense (out x in)
-    interpolation matrices: at HD those matmuls cost more FLOPs than the whole network.
-    """
-    for axis, n_out in ((1, int(size[0])), (2, int(size[1]))):
-        n_in = x.shape[axis]
-        if n_in == n_out:
-            continue
-        lo, hi, w_lo, w_hi = _bilinear_taps(n_in, n_out)
-        shape = [1] * x.ndim
-        shape[axis] = n_out
-        w_lo = jnp.asarray(w_lo.reshape(shape), x.dtype)
-        w_hi = jnp.asarray(w_hi.reshape(shape), x.dtype)
-        x = jnp.take(x, lo, axis=axis) * w_lo + jnp.take(x, hi, axis=axis) * w_hi
-    return x
 
 
 def upsample_nearest_2x(x: jax.Array) -> jax.Array:

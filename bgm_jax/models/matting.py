@@ -19,15 +19,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bgm_jax.model_spec import BACKBONES, REFINE_SIZE_MULTIPLE
 from bgm_jax.models.aspp import ASPP
 from bgm_jax.models.decoder import Decoder
 from bgm_jax.models.layers import resize_bilinear
 from bgm_jax.models.mobilenetv2 import MobileNetV2Encoder
-from bgm_jax.models.refiner import REFINE_MODES, Refiner
+from bgm_jax.models.refiner import Refiner, check_refiner_settings
 from bgm_jax.models.resnet import ResNetEncoder
 
 Dtype = Any
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
 
 
 def make_backbone(name: str, dtype: Dtype, bn_axis_name: str | None) -> nn.Module:
@@ -38,7 +38,13 @@ def make_backbone(name: str, dtype: Dtype, bn_axis_name: str | None) -> nn.Modul
         return ResNetEncoder((3, 4, 23, 3), dtype, bn_axis_name, name="backbone")
     if name == "mobilenetv2":
         return MobileNetV2Encoder(dtype, bn_axis_name, name="backbone")
-    raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
+    check_backbone(name)
+    raise AssertionError(f"backbone {name!r} is in BACKBONES but has no encoder here")
+
+
+def check_backbone(name: str) -> None:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
 
 
 def check_pair(src: jax.Array, bgr: jax.Array) -> None:
@@ -77,8 +83,7 @@ class MattingBase(nn.Module):
     bn_axis_name: str | None = None
 
     def __post_init__(self):
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
+        check_backbone(self.backbone)
         super().__post_init__()
 
     @nn.compact
@@ -107,41 +112,40 @@ class MattingRefine(nn.Module):
     ``refine_dense_fraction``: in eval, a selection covering more than this fraction of the quarter-
     resolution cells is refined by the full-image convs plus a mask (identical output, less work);
     1.0 always uses patches. ``aspp_dropout`` is the ASPP's training-time dropout rate (0.5 as the original).
+
+    The ``refine_*`` fields are the ``Refiner``'s, under the original's constructor names: their defaults
+    and checks live in ``bgm_jax.models.refiner`` only.
     """
 
     backbone: str = "resnet50"
     backbone_scale: float = 1 / 4
-    refine_mode: str = "sampling"
-    refine_sample_pixels: int = 80_000
-    refine_threshold: float = 0.1
-    refine_kernel_size: int = 3
-    refine_prevent_oversampling: bool = True
-    refine_threshold_capacity: int | None = None
-    refine_dense_fraction: float = 0.2
+    refine_mode: str = Refiner.mode
+    refine_sample_pixels: int = Refiner.sample_pixels
+    refine_threshold: float = Refiner.threshold
+    refine_kernel_size: int = Refiner.kernel_size
+    refine_prevent_oversampling: bool = Refiner.prevent_oversampling
+    refine_threshold_capacity: int | None = Refiner.threshold_capacity
+    refine_dense_fraction: float = Refiner.dense_fraction
     aspp_dropout: float = 0.5
     dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
 
     def __post_init__(self):
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
+        check_backbone(self.backbone)
         if not 0 < self.backbone_scale <= 1 / 2:
             raise ValueError(f"backbone_scale must be in (0, 1/2], got {self.backbone_scale}")
-        if self.refine_mode not in REFINE_MODES:
-            raise ValueError(f"unknown refine mode {self.refine_mode!r}; expected one of {REFINE_MODES}")
-        if self.refine_kernel_size not in (1, 3):
-            raise ValueError(f"refine_kernel_size must be 1 or 3, got {self.refine_kernel_size}")
-        if self.refine_sample_pixels < 0:
-            raise ValueError(f"refine_sample_pixels must be >= 0, got {self.refine_sample_pixels}")
+        check_refiner_settings(self.refine_mode, self.refine_kernel_size, self.refine_sample_pixels,
+                               self.refine_threshold_capacity, prefix="refine_")
         super().__post_init__()
 
     @nn.compact
     def __call__(self, src: jax.Array, bgr: jax.Array, train: bool = False):
         check_pair(src, bgr)
         _, height, width, _ = src.shape
-        if height % 4 or width % 4:
+        if height % REFINE_SIZE_MULTIPLE or width % REFINE_SIZE_MULTIPLE:
             raise ValueError(
-                f"MattingRefine needs height and width that are multiples of 4, got {height}x{width}; "
+                f"MattingRefine needs height and width that are multiples of {REFINE_SIZE_MULTIPLE}, got "
+                f"{height}x{width}; "
                 "pad the input (bgm_jax.load() does this for you) or crop it"
             )
         small = (math.floor(height * self.backbone_scale), math.floor(width * self.backbone_scale))

@@ -49,8 +49,9 @@ from bgm_jax.models.layers import (
     upsample_nearest_2x,
 )
 
+from bgm_jax.model_spec import REFINE_MODES
+
 Dtype = Any
-REFINE_MODES = ("sampling", "thresholding", "full")
 
 
 def select_patches(err_q: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
@@ -118,6 +119,20 @@ def selection_map(indices: jax.Array, valid: jax.Array, num_cells: int) -> jax.A
     return jnp.zeros((indices.shape[0], num_cells), valid.dtype).at[batch, indices].set(valid)
 
 
+def check_refiner_settings(mode: str, kernel_size: int, sample_pixels: int, threshold_capacity: int | None,
+                           prefix: str = "") -> None:
+    """The refiner's settings, checked once for ``Refiner`` and for ``MattingRefine`` (which takes them as
+    ``refine_*`` fields: ``prefix="refine_"``): a ValueError naming the field and what it accepts."""
+    if mode not in REFINE_MODES:
+        raise ValueError(f"unknown refine mode {mode!r} ({prefix}mode); expected one of {REFINE_MODES}")
+    if kernel_size not in (1, 3):
+        raise ValueError(f"{prefix}kernel_size must be 1 or 3, got {kernel_size}")
+    if sample_pixels < 0:
+        raise ValueError(f"{prefix}sample_pixels must be >= 0, got {sample_pixels}")
+    if threshold_capacity is not None and threshold_capacity < 0:
+        raise ValueError(f"{prefix}threshold_capacity must be >= 0 or None, got {threshold_capacity}")
+
+
 class Refiner(nn.Module):
     """Refines the coarse output at full resolution.
 
@@ -136,12 +151,12 @@ class Refiner(nn.Module):
     dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
 
+    def __post_init__(self):
+        check_refiner_settings(self.mode, self.kernel_size, self.sample_pixels, self.threshold_capacity)
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, src, bgr, pha, fgr, err, hid, train: bool = False):
-        if self.mode not in REFINE_MODES:
-            raise ValueError(f"unknown refine mode {self.mode!r}; expected one of {REFINE_MODES}")
-        if self.kernel_size not in (1, 3):
-            raise ValueError(f"refine kernel size must be 1 or 3, got {self.kernel_size}")
         k = self.kernel_size
         conv = conv_factory(self.dtype)
         # BatchNorm over the selected patches only, with exact cross-replica statistics.

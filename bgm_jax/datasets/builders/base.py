@@ -45,6 +45,14 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     def code_path(cls) -> epath.Path:
         return epath.Path(inspect.getfile(cls))
 
+    # Every builder here reads local files or generates its data: tfds's "Downloading and preparing
+    # dataset Unknown size (download: Unknown size, ...)" and "downloaded" lines say nothing true for them.
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass
+
     def _manual_root(self, dl_manager, layout: str):
         """The manual directory, or an InputError that shows the path read and the expected layout."""
         try:

@@ -1,0 +1,29 @@
+"""What the model accepts, as plain values: the names a user chooses from and the input size it needs.
+
+Defined once here and imported everywhere else (models, inference, the command line, training), with no
+imports of its own so the command line can offer the choices without loading jax.
+"""
+
+from __future__ import annotations
+
+BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
+REFINE_MODES = ("sampling", "thresholding", "full")
+# Compute precisions; parameters are always float32. ``models.layers.COMPUTE_DTYPES`` maps them to dtypes.
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+# MattingRefine works on 4x4 cells: its input height and width must be multiples of this.
+REFINE_SIZE_MULTIPLE = 4
+
+
+def pad_amounts(height: int, width: int, multiple: int = REFINE_SIZE_MULTIPLE) -> tuple[int, int]:
+    """Rows and columns to add at the bottom and right to reach multiples of ``multiple``."""
+    return (-height) % multiple, (-width) % multiple
+
+
+def padded_size(height: int, width: int, is_refine: bool = True) -> tuple[int, int]:
+    """The size the model runs at: ``bgm_jax.load`` pads a refine model's input to multiples of 4
+    (a base model runs at any size)."""
+    if not is_refine:
+        return height, width
+    pad_h, pad_w = pad_amounts(height, width)
+    return height + pad_h, width + pad_w
