@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bgm_jax.cli.bench", "measure model-only FPS (paper settings) or end-to-end video FPS"),
     "convert": ("bgm_jax.cli.convert", "convert official PyTorch weights (.pth) to a bgm-jax model directory (no torch needed)"),
     "export-torch": ("bgm_jax.cli.export_torch", "write a bgm-jax model directory as a PyTorch state_dict for the original code"),
+    "export": ("bgm_jax.cli.export", "export a model for one input size to StableHLO or ONNX, for deployment"),
 }
 
 

@@ -41,9 +41,10 @@ PRECISION_DTYPES = {"float32": np.float32, "float16": np.float16}
 class MattingGraph:
     """Builds the ONNX graph of a MattingRefine / MattingBase with given fields. All tensors NCHW."""
 
-    def __init__(self, builder, model):
+    def __init__(self, builder, model, batch: int | None = None):
         self.g = builder
         self.model = model  # the Flax module (its fields only: nothing is run)
+        self.static_batch = batch  # None: symbolic, read from the input's shape
         self._batch = None
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -51,8 +52,20 @@ class MattingGraph:
     def batch(self, like: str) -> str:
         """The batch size as a 1-D int64 tensor [B], read from the input once."""
         if self._batch is None:
-            self._batch = self.g.op("Shape", [like], "batch_size", start=0, end=1)
+            if self.static_batch is not None:
+                self._batch = self.g.ints([self.static_batch], "batch_size")
+            else:
+                self._batch = self.g.op("Shape", [like], "batch_size", start=0, end=1)
         return self._batch
+
+    def batch_offsets(self, like: str, stride: int) -> str:
+        """(B, 1) int64: b * stride for each image b (flat indices over the whole batch)."""
+        g = self.g
+        if self.static_batch is not None:  # a constant (onnxruntime's folding of Range trips on a fixed batch)
+            return g.const((np.arange(self.static_batch, dtype=np.int64) * stride)[:, None], "batch_offsets")
+        batch_range = g.op("Range", [g.const(np.int64(0)), g.op("Squeeze", [self.batch(like), g.ints([0])]),
+                                     g.const(np.int64(1))], "batch_range")
+        return g.op("Mul", [g.op("Unsqueeze", [batch_range, g.ints([1])]), g.const(np.int64(stride))], "batch_offsets")
 
     def slice_channels(self, x: str, start: int, end: int) -> str:
         g = self.g
@@ -292,9 +305,7 @@ class MattingGraph:
             valid = g.op("Greater", [values, g.scalar(floor)], "valid")
         # Flat cell index over the whole batch: b * cells + index, shape (B * capacity, 1).
         batch = self.batch(src_bgr)
-        batch_range = g.op("Range", [g.const(np.int64(0)), g.op("Squeeze", [batch, g.ints([0])]),
-                                     g.const(np.int64(1))], "batch_range")
-        offsets = g.op("Mul", [g.op("Unsqueeze", [batch_range, g.ints([1])]), g.const(np.int64(cells))])
+        offsets = self.batch_offsets(src_bgr, cells)
         cell_index = g.op("Reshape", [g.op("Add", [indices, offsets]), g.ints([-1, 1])], "cell_index")
         valid_flat = g.op("Reshape", [valid, g.ints([-1])], "valid_flat")
         total = g.op("Mul", [batch, g.ints([cells])], "total_cells")
@@ -329,11 +340,7 @@ class MattingGraph:
         rows = g.op("Mul", [g.op("Div", [indices, g.const(np.int64(grid_width))]), g.const(np.int64(cell))])
         cols = g.op("Mul", [g.op("Mod", [indices, g.const(np.int64(grid_width))]), g.const(np.int64(cell))])
         corner = g.op("Add", [g.op("Mul", [rows, g.const(np.int64(w))]), cols], "corner")  # (B, capacity)
-        batch = self.batch(indices)
-        batch_range = g.op("Range", [g.const(np.int64(0)), g.op("Squeeze", [batch, g.ints([0])]),
-                                     g.const(np.int64(1))], "batch_range")
-        corner = g.op("Add", [corner, g.op("Mul", [g.op("Unsqueeze", [batch_range, g.ints([1])]),
-                                                   g.const(np.int64(h * w))])], "corner")
+        corner = g.op("Add", [corner, self.batch_offsets(indices, h * w)], "corner")
         dy, dx = np.meshgrid(np.arange(window), np.arange(window), indexing="ij")
         offsets = (dy * w + dx).reshape(1, 1, -1).astype(np.int64)
         flat_index = g.op("Add", [g.op("Unsqueeze", [corner, g.ints([2])]), g.const(offsets, "window")])
@@ -436,7 +443,7 @@ def build_onnx(plan):
     dtype = np.dtype(PRECISION_DTYPES[precision])
     model = build_model(plan.config, **plan.fields)
     g = GraphBuilder(plan.matting.variables, dtype)
-    net = MattingGraph(g, model)
+    net = MattingGraph(g, model, iface.batch)
     height, width = iface.height, iface.width
     refine = plan.matting.is_refine
     pad_h, pad_w = (-height % 4, -width % 4) if refine else (0, 0)

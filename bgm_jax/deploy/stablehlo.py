@@ -33,6 +33,7 @@ WEIGHTS_FILE = "weights.npz"
 META_FILE = "meta.json"
 # Lowering for CUDA needs no GPU here; the artifact then runs on either.
 DEFAULT_PLATFORMS = ("cpu", "cuda")
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
 
 def exported_function(plan):
@@ -67,18 +68,19 @@ def export_stablehlo(plan, out: str | os.PathLike, *, overwrite: bool = False, p
     from bgm_jax.io.atomic import atomic_output, check_can_write
 
     out = check_can_write(Path(out), overwrite)
+    platforms = tuple(platforms)
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if unknown or not platforms:
+        raise InputError(f"platforms {','.join(platforms)}: choose one or more of {', '.join(PLATFORMS)}")
     iface = plan.interface
     weights = [np.asarray(w) for w in jax.tree_util.tree_leaves(plan.matting.variables)]
     batch = iface.batch if iface.batch is not None else jax_export.symbolic_shape("batch")[0]
     shape = (batch,) + iface.input_shape()[1:]
     src_spec = jax.ShapeDtypeStruct(shape, np.dtype(iface.input_dtype))
     weight_specs = [jax.ShapeDtypeStruct(w.shape, w.dtype) for w in weights]
-    try:
-        exported = jax_export.export(jax.jit(exported_function(plan)), platforms=tuple(platforms))(
-            weight_specs, src_spec, src_spec
-        )
-    except ValueError as e:  # an unknown platform name
-        raise InputError(f"cannot export for platforms {list(platforms)}: {str(e).splitlines()[0]}") from None
+    exported = jax_export.export(jax.jit(exported_function(plan)), platforms=platforms)(
+        weight_specs, src_spec, src_spec
+    )
     meta = plan.metadata()
     meta["platforms"] = list(exported.platforms)
     meta["jax_version"] = jax.__version__
