@@ -26,6 +26,7 @@ updating this file fails the export.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -246,18 +247,19 @@ class MattingGraph:
         hq, wq = height // 4, width // 4
         cells = hq * wq
         half_size = (height // 2, width // 2)
-        # The refiner's weights are used by exactly one of the paths below; the convs are emitted once.
-        # The full-image pass and the patch pass never both appear in one graph.
-        if k == 3:
-            full_x = g.op("Pad", [half, g.ints([0, 0, 3, 3, 0, 0, 3, 3])], "half_padded")
-            full_y = g.op("Pad", [src_bgr, g.ints([0, 0, 2, 2, 0, 0, 2, 2])], "src_bgr_padded")
-        else:
-            full_x, full_y = half, src_bgr
+        # Exactly one of the paths below runs the refiner's convs (the full-image pass or the patches),
+        # so each refiner weight enters the graph once.
 
         def refine_full() -> str:
-            x = self.refiner_first(full_x)
-            x = self.repeat_spatial(x, 16, (half_size[0] + (2 if k == 3 else 0), half_size[1] + (2 if k == 3 else 0)), 2)
-            return self.refiner_second(x, full_y)
+            """The refiner's convs over the whole image (zero padding 3 / 2 for kernel 3, as the model)."""
+            x, y, grown = half, src_bgr, 0
+            if k == 3:
+                x = g.op("Pad", [half, g.ints([0, 0, 3, 3, 0, 0, 3, 3])], "half_padded")
+                y = g.op("Pad", [src_bgr, g.ints([0, 0, 2, 2, 0, 0, 2, 2])], "src_bgr_padded")
+                grown = 2  # 3 - 1 - 1 after two unpadded 3x3 convs
+            x = self.refiner_first(x)
+            x = self.repeat_spatial(x, 16, (half_size[0] + grown, half_size[1] + grown), 2)  # conv2: 16 ch
+            return self.refiner_second(x, y)
 
         def ones_ref() -> str:
             shape = g.op("Concat", [self.batch(src_bgr), g.ints([1, hq, wq])], "ref_shape", axis=0)
@@ -320,16 +322,17 @@ class MattingGraph:
             return out, selected
 
         pad_half, pad_full = (3, 2) if k == 3 else (0, 0)
-        x = self.crop_patches(half, 42, half_size, indices, wq, cell=2, pad=pad_half, capacity=capacity)
-        y = self.crop_patches(src_bgr, 6, (height, width), indices, wq, cell=4, pad=pad_full, capacity=capacity)
-        x = self.refiner_first(x)
-        x = self.repeat_spatial(x, 16, (2 + 2 * pad_half - (4 if k == 3 else 0),) * 2, 2)
+        # half: hid (32) + pha (1) + fgr (3) + src (3) + bgr (3) = 42 channels; src_bgr: 6.
+        x = self.crop_patches(half, 42, half_size, indices, wq, cell=2, pad=pad_half)
+        y = self.crop_patches(src_bgr, 6, (height, width), indices, wq, cell=4, pad=pad_full)
+        x = self.refiner_first(x)  # 8x8 -> 4x4 (kernel 3) or 2x2 -> 2x2 (kernel 1)
+        x = self.repeat_spatial(x, 16, (4, 4) if k == 3 else (2, 2), 2)
         patches = self.refiner_second(x, y)  # (B*capacity, 4, 4, 4)
         out = self.replace_patches(coarse, patches, cell_index, valid_flat, height, width)
         return out, selected
 
     def crop_patches(self, x: str, channels: int, size: tuple[int, int], indices: str, grid_width: int, *,
-                     cell: int, pad: int, capacity: int) -> str:
+                     cell: int, pad: int) -> str:
         """``refiner.crop_patches`` on NCHW: the (cell + 2 pad)^2 window of each selected cell, zero
         outside the image, as one Gather on the flattened map. Returns (B * capacity, C, size, size)."""
         g = self.g
@@ -403,7 +406,8 @@ class MattingGraph:
         return pha, fgr, err, None
 
 
-def feature_sizes(backbone: str, size: tuple[int, int]) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=32)
+def feature_sizes(backbone: str, size: tuple[int, int]) -> tuple[tuple[int, int], ...]:
     """Spatial sizes of the encoder outputs (x4, x3, x2, x1, x0) for an input of ``size``, from the
     model itself (``jax.eval_shape``: no compute)."""
     import jax
@@ -414,7 +418,7 @@ def feature_sizes(backbone: str, size: tuple[int, int]) -> list[tuple[int, int]]
     encoder = make_backbone(backbone, jnp.float32, None)
     x = jax.ShapeDtypeStruct((1, *size, 6), jnp.float32)
     shapes = jax.eval_shape(lambda v: encoder.init_with_output(jax.random.key(0), v)[0], x)
-    return [tuple(s.shape[1:3]) for s in shapes]
+    return tuple(tuple(s.shape[1:3]) for s in shapes)
 
 
 def _onnx_type(dtype) -> int:
