@@ -20,12 +20,12 @@ import pytest
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from bgm_jax import cli  # noqa: E402
-from bgm_jax.checkpoint import save_model  # noqa: E402
-from bgm_jax.cli.common import random_variables  # noqa: E402
-from bgm_jax.deploy import export  # noqa: E402
-from bgm_jax.errors import InputError  # noqa: E402
-from bgm_jax.inference import Matting, Settings  # noqa: E402
+from bgm_jax import cli
+from bgm_jax.checkpoint import save_model
+from bgm_jax.cli.common import random_variables
+from bgm_jax.deploy import export
+from bgm_jax.errors import InputError
+from bgm_jax.inference import Matting, Settings
 
 OUTPUTS = ("pha", "fgr", "err", "ref")
 TOLERANCE = 1e-4

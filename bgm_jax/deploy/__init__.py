@@ -100,7 +100,11 @@ def export(
         size_bytes = out.stat().st_size
         metadata = plan.metadata()
     else:
-        from bgm_jax.deploy.stablehlo import DEFAULT_PLATFORMS, META_FILE, export_stablehlo
+        from bgm_jax.deploy.stablehlo import (
+            DEFAULT_PLATFORMS,
+            META_FILE,
+            export_stablehlo,
+        )
 
         export_stablehlo(plan, out, overwrite=overwrite, platforms=platforms or DEFAULT_PLATFORMS)
         size_bytes = sum(f.stat().st_size for f in out.iterdir())

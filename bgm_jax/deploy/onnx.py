@@ -171,7 +171,7 @@ class MattingGraph:
 
     def inverted_residual(self, x, name, in_channels, expand_ratio, stride, dilation, use_residual) -> str:
         g = self.g
-        hidden = int(round(in_channels * expand_ratio))
+        hidden = in_channels * expand_ratio  # as the model (integer ratios)
         i, out = 0, x
         if expand_ratio != 1:
             out = g.conv_bn(out, f"{name}/conv_0_0", f"{name}/conv_0_1", activation="relu6")
@@ -485,7 +485,7 @@ def build_onnx(plan):
         x = results[name]
         if dtype != np.float32:
             x = g.op("Cast", [x], f"{name}_float32", to=_onnx_type(np.float32))
-        b, h, w, c = nhwc_shapes[name]
+        _, h, w, c = nhwc_shapes[name]
         if iface.layout == "nhwc":
             x = g.op("Transpose", [x], f"{name}_nhwc", perm=[0, 2, 3, 1])
             shape = (iface.batch, h, w, c)

@@ -12,7 +12,8 @@ output channel, ``(conv(x, W) - mean) * s + beta`` with ``s = gamma / sqrt(var +
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx

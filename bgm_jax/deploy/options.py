@@ -81,13 +81,15 @@ class ExportPlan:
         """JSON-ready description stored with the exported model."""
         import bgm_jax
 
-        fields = {k: (v if k != "dtype" else self.matting.settings.precision) for k, v in self.fields.items()}
+        settings = {"precision": self.matting.settings.precision}
+        settings.update((k, v) for k, v in self.fields.items() if k != "dtype")  # dtype is the precision
+        model_keys = ("model_type", "backbone", "refine_kernel_size", "source")
         return {
             "format": f"bgm-jax-{self.format}",
             "version": 1,
             "bgm_jax_version": bgm_jax.__version__,
-            "model": {k: v for k, v in self.config.items() if k in ("model_type", "backbone", "refine_kernel_size", "source")},
-            "settings": {"precision": self.matting.settings.precision, **{k: v for k, v in fields.items() if k != "dtype"}},
+            "model": {k: v for k, v in self.config.items() if k in model_keys},
+            "settings": settings,
             **self.interface.describe(),
         }
 
