@@ -172,8 +172,10 @@ class Matting:
             return {"dtype": fields["dtype"]}
         return fields
 
-    def _build(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
-        _, height, width, _ = src_shape
+    def function(self, height: int, width: int):
+        """The pure ``(variables, src, bgr) -> (pha, fgr, err, ref)`` function for NHWC inputs of this
+        size: what ``__call__`` compiles, and what ``bgm_jax.deploy`` exports. ``ref`` is None for a
+        base model."""
         padded_height, padded_width = self.padded_size(height, width)
         pad_h, pad_w = padded_height - height, padded_width - width
         fields = self.model_fields(height, width)
@@ -198,6 +200,11 @@ class Matting:
                 ref = ref[:, : math.ceil(height / 4), : math.ceil(width / 4)].astype(jnp.float32)
             return pha, fgr, err, ref
 
+        return run
+
+    def _build(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
+        _, height, width, _ = src_shape
+        run = self.function(height, width)
         src_spec = jax.ShapeDtypeStruct(src_shape, src_dtype)
         bgr_spec = jax.ShapeDtypeStruct(bgr_shape, bgr_dtype)
         try:

@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("bgm_jax.cli.convert", "convert official PyTorch weights (.pth) to a bgm-jax model directory (no torch needed)"),
     "export-torch": ("bgm_jax.cli.export_torch", "write a bgm-jax model directory as a PyTorch state_dict for the original code"),
     "study": ("bgm_jax.cli.study", "blinded A/B user study of two methods' results: create, serve (web page), report"),
+    "export": ("bgm_jax.cli.export", "export a model for one input size to StableHLO or ONNX, for deployment"),
 }
 
 DEBUG_HELP = "show Python tracebacks for errors (also: BGM_JAX_DEBUG=1); for bug reports"
