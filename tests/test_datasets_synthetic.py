@@ -98,3 +98,17 @@ def test_clip_moves_the_subject_over_a_static_background():
 def test_too_small_sizes_are_rejected():
     with pytest.raises(ValueError, match="16"):
         synthetic.make_sample(0, 8, 64)
+
+
+def test_subject_layers_composite_to_the_sample_and_can_be_repainted():
+    sample = synthetic.make_sample(4, 64, 80)
+    layers = synthetic.subject_layers(4, 64, 80)
+    assert [layer.name for layer in layers] == ["torso", "head", "veil", "strands"]
+    fgr, pha = synthetic.composite_layers(layers)
+    np.testing.assert_array_equal(np.round(pha * 255).astype(np.uint8), sample["pha"])
+    np.testing.assert_array_equal(np.round(fgr * 255).astype(np.uint8), sample["fgr"])
+    # Repainting every layer one flat colour keeps alpha and gives that colour wherever alpha > 0.
+    flat = [synthetic.Layer(layer.name, layer.coverage, np.array([0.2, 0.4, 0.6], np.float32)) for layer in layers]
+    fgr, pha2 = synthetic.composite_layers(flat)
+    np.testing.assert_array_equal(pha2, pha)
+    np.testing.assert_allclose(fgr[pha > 0], np.broadcast_to([0.2, 0.4, 0.6], fgr[pha > 0].shape), atol=1e-5)

@@ -3,6 +3,7 @@
 Examples:
   bgm-jax build-dataset synthetic_matting/small --data-dir data
   bgm-jax build-dataset synthetic_matting/small --height 64 --width 96 --num-train 10 --data-dir data
+  bgm-jax build-dataset photo_matting/image --data-dir data   # needs scikit-image (the train extra)
   bgm-jax build-dataset videomatte240k --manual-dir VideoMatte240K_JPEG_HD --data-dir data
   bgm-jax build-dataset image_matting/aim --manual-dir Combined_Dataset --data-dir data
   bgm-jax build-dataset backgrounds --manual-dir Backgrounds --data-dir data
@@ -10,7 +11,8 @@ Examples:
       --backgrounds-dir Backgrounds/valid --data-dir data
 
 Datasets: videomatte240k; image_matting/{photomatte85,distinctions646,aim,folder}; backgrounds;
-matting_testset/{aim,distinctions646,photomatte85}; synthetic_matting/{small,image,video_small,video}.
+matting_testset/{aim,distinctions646,photomatte85}; synthetic_matting/{small,image,video_small,video};
+photo_matting/{small,image}.
 The expected folder layouts are in docs/datasets.md.
 """
 
@@ -25,6 +27,8 @@ from bgm_jax.cli.common import add_progress_argument
 from bgm_jax.errors import InputError
 
 _SYNTHETIC_FIELDS = ("height", "width", "num_train", "num_test", "frames_per_clip", "seed")
+# photo_matting takes the same overrides but frames; its backgrounds follow the subjects' shorter side.
+_OVERRIDABLE = {"synthetic_matting": _SYNTHETIC_FIELDS, "photo_matting": _SYNTHETIC_FIELDS[:4] + ("seed",)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     test.add_argument("--samples-dir", type=Path, help="the matting dataset folder (default <manual-dir>/samples)")
     test.add_argument("--backgrounds-dir", type=Path, help="background images (default <manual-dir>/backgrounds)")
     test.add_argument("--include", type=Path, help="text file of sample names to keep, one per line")
-    syn = parser.add_argument_group("synthetic_matting (overrides make a new config, named after them)")
+    syn = parser.add_argument_group(
+        "synthetic_matting, photo_matting (overrides make a new config, named after them; photo_matting: "
+        "no --frames-per-clip, backgrounds get the subjects' shorter side)"
+    )
     syn.add_argument("--height", type=int)
     syn.add_argument("--width", type=int)
     syn.add_argument("--num-train", type=int, help="training samples (clips for video configs)")
@@ -78,10 +85,10 @@ def _build(args: argparse.Namespace, catalog) -> int:
         kwargs = {"samples_dir": args.samples_dir, "backgrounds_dir": args.backgrounds_dir}
         if args.include is not None:
             kwargs["include"] = _read_names(args.include)
-    config = _synthetic_config(args, config_name) if builder_name == "synthetic_matting" else None
-    name = args.name if config is None else f"synthetic_matting/{config.name}"
+    config = _synthetic_config(args, builder_name, config_name)
+    name = args.name if config is None else f"{builder_name}/{config.name}"
     builder = catalog.build_dataset(
-        name if config is None else "synthetic_matting", args.data_dir, manual_dir=args.manual_dir,
+        name if config is None else builder_name, args.data_dir, manual_dir=args.manual_dir,
         overwrite=args.overwrite, config=config, **kwargs,
     )
     splits = ", ".join(f"{split}: {info.num_examples}" for split, info in sorted(builder.info.splits.items()))
@@ -89,25 +96,37 @@ def _build(args: argparse.Namespace, catalog) -> int:
     return 0
 
 
-def _synthetic_config(args: argparse.Namespace, config_name: str):
-    """The named synthetic config, or a copy with the command-line overrides and a name saying them."""
-    from bgm_jax.datasets.builders import SyntheticMatting
+def _synthetic_config(args: argparse.Namespace, builder_name: str, config_name: str):
+    """The named procedural config, or a copy with the command-line overrides and a name saying them."""
+    from bgm_jax.datasets.builders import BUILDERS
 
-    configs = {c.name: c for c in SyntheticMatting.BUILDER_CONFIGS}
-    base_name = config_name or SyntheticMatting.DEFAULT_BUILDER_CONFIG_NAME
-    if base_name not in configs:
-        raise InputError(f"synthetic_matting has no config {base_name!r}; choose one of: {', '.join(configs)}")
-    overrides = {f: getattr(args, f) for f in _SYNTHETIC_FIELDS if getattr(args, f) is not None}
-    if not overrides:
+    given = [f for f in _SYNTHETIC_FIELDS if getattr(args, f) is not None]
+    if builder_name not in BUILDERS:
+        return None  # build_dataset names the known datasets
+    fields = _OVERRIDABLE.get(builder_name, ())
+    refused = [f for f in given if f not in fields]
+    if refused:
+        options = ", ".join(f"--{f.replace('_', '-')}" for f in refused)
+        raise InputError(f"{options} cannot change {builder_name}; these options change synthetic_matting "
+                         "and (except --frames-per-clip) photo_matting")
+    if not given:
         return None
+    cls = BUILDERS[builder_name]
+    configs = {c.name: c for c in cls.BUILDER_CONFIGS}
+    base_name = config_name or cls.DEFAULT_BUILDER_CONFIG_NAME
+    if base_name not in configs:
+        raise InputError(f"{builder_name} has no config {base_name!r}; choose one of: {', '.join(configs)}")
+    overrides = {f: getattr(args, f) for f in given}
     for field, value in overrides.items():
         if value < (0 if field == "seed" else 1):
             raise InputError(f"--{field.replace('_', '-')} must be positive, got {value}")
     base = configs[base_name]
-    values = {f: overrides.get(f, getattr(base, f)) for f in _SYNTHETIC_FIELDS}
-    frames = f"_f{values['frames_per_clip']}" if base.video else ""
+    values = {f: overrides.get(f, getattr(base, f)) for f in fields}
+    frames = f"_f{values['frames_per_clip']}" if getattr(base, "video", False) else ""
     name = (f"{base_name}_{values['height']}x{values['width']}_n{values['num_train']}-{values['num_test']}"
             f"{frames}_s{values['seed']}")
+    if builder_name == "photo_matting":
+        values["background_short_side"] = min(values["height"], values["width"])
     return dataclasses.replace(base, name=name, description=f"{base_name} with {overrides}", **values)
 
 

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--dataset", metavar="NAME|DIR",
         help="prepared test set with backgrounds: matting_testset/{aim,distinctions646,photomatte85}, "
-        "synthetic_matting/<config> (with --data-dir), or its prepared directory",
+        "synthetic_matting/<config>, photo_matting/<config> (with --data-dir), or its prepared directory",
     )
     model.add_argument("--data-dir", metavar="DIR", help="where `bgm-jax build-dataset` wrote --dataset")
     model.add_argument("--split", metavar="SPLIT", help="split of --dataset, e.g. test or 'test[:10]' (default: test)")

@@ -93,6 +93,13 @@ def encode_png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def encode_jpeg(array: np.ndarray, quality: int = 95) -> bytes:
+    """JPEG bytes of a uint8 HxWx3 array, without chroma subsampling (4:4:4), so colour edges stay sharp."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="JPEG", quality=quality, subsampling=0)
+    return buffer.getvalue()
+
+
 def fitted_size(height: int, width: int, canvas: Sequence[int], fit: str) -> tuple[int, int]:
     """Size (h, w) an image of ``height x width`` is resized to for ``fit`` on ``canvas`` (H, W)."""
     canvas_h, canvas_w = canvas

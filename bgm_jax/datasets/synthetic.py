@@ -78,6 +78,48 @@ def composite(fgr: np.ndarray, pha: np.ndarray, bgr: np.ndarray) -> np.ndarray:
     return _to_uint8(out / 255.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One layer of a subject: ``coverage`` (float HxW in [0, 1]) and the ``colour`` it is painted
+    with (float32 HxWx3 or one RGB triple, in [0, 1]). Names: ``torso`` (clothing, with the hole),
+    ``head`` (skin), ``veil`` (semi-transparent), ``strands`` (hair)."""
+
+    name: str
+    coverage: np.ndarray
+    colour: np.ndarray
+
+
+def subject_layers(seed: int, height: int = 256, width: int = 256) -> list[Layer]:
+    """The layers, back to front, of the subject of ``make_sample(seed, height, width)``.
+
+    A hook for datasets that paint the same shapes differently: replace each layer's ``colour`` (e.g.
+    ``dataclasses.replace(layer, colour=texture)``) and :func:`composite_layers` them.
+    ``composite_layers(subject_layers(s, h, w))`` is ``make_sample(s, h, w)``'s fgr and pha before
+    rounding to uint8.
+    """
+    _check_size(height, width)
+    rng = np.random.default_rng([int(seed), 0x5A3])  # make_sample's stream: the same subject
+    return _subject_layers(_random_subject(rng, height, width), height, width, t=0.0)
+
+
+def composite_layers(layers: list[Layer]) -> tuple[np.ndarray, np.ndarray]:
+    """Premultiplied "over" of ``layers`` (back to front): float32 (fgr HxWx3, pha HxW) in [0, 1].
+
+    ``fgr`` is the colour that ``pha * fgr + (1 - pha) * bgr`` needs to reproduce the layered picture
+    exactly; where ``pha == 0`` it continues the first (back) layer's colour.
+    """
+    h, w = layers[0].coverage.shape
+    premult = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    for layer in layers:
+        c = layer.coverage[..., None]
+        premult = c * layer.colour + (1.0 - c) * premult
+        alpha = layer.coverage + (1.0 - layer.coverage) * alpha
+    back = np.broadcast_to(np.asarray(layers[0].colour, np.float32), (h, w, 3))
+    fgr = np.where(alpha[..., None] > 1e-6, premult / np.maximum(alpha[..., None], 1e-6), back)
+    return np.clip(fgr, 0, 1).astype(np.float32), np.clip(alpha, 0, 1).astype(np.float32)
+
+
 # ----------------------------------------------------------------------------------------------
 # Subject description (drawn once from the RNG, rendered at any time t in [0, 1])
 
@@ -197,6 +239,11 @@ def _random_subject(rng: np.random.Generator, h: int, w: int) -> _Subject:
 
 def _render_subject(subject: _Subject, h: int, w: int, t: float) -> tuple[np.ndarray, np.ndarray]:
     """Render (fgr float HxWx3 in [0,1], pha float HxW in [0,1]) at clip time t in [0, 1]."""
+    return composite_layers(_subject_layers(subject, h, w, t))
+
+
+def _subject_layers(subject: _Subject, h: int, w: int, t: float) -> list[Layer]:
+    """The subject's layers, back to front, with their procedural colours, at clip time t."""
     dx = subject.drift[0] * (t - 0.5)
     dy = subject.drift[1] * (t - 0.5) + subject.bob * math.sin(2 * math.pi * t)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -211,22 +258,13 @@ def _render_subject(subject: _Subject, h: int, w: int, t: float) -> tuple[np.nda
     veil *= subject.veil_opacity * (0.75 + 0.25 * np.sin((xx - dx) * 0.21 + (yy - dy) * 0.13))
     strands = _strand_coverage(subject, h, w, dx, dy, t)
 
-    # Premultiplied "over" compositing, back to front: torso, head, veil, hair strands.
-    premult = np.zeros((h, w, 3), np.float32)
-    alpha = np.zeros((h, w), np.float32)
     shade = 0.85 + 0.15 * np.clip(1.0 - ((yy - dy - subject.head.cy) / np.float32(max(subject.head.ay, 1))) ** 2 / 4, 0, 1)
-    layers = (  # float32 throughout: float64 colours would double the cost of every layer
-        (cloth, torso),
-        (subject.skin.astype(np.float32) * shade[..., None], head),
-        (subject.veil_colour.astype(np.float32), veil),
-        (subject.hair.astype(np.float32), strands),
-    )
-    for colour, coverage in layers:
-        c = coverage[..., None]
-        premult = c * colour + (1.0 - c) * premult
-        alpha = coverage + (1.0 - coverage) * alpha
-    fgr = np.where(alpha[..., None] > 1e-6, premult / np.maximum(alpha[..., None], 1e-6), cloth)
-    return np.clip(fgr, 0, 1), np.clip(alpha, 0, 1)
+    return [  # float32 throughout: float64 colours would double the cost of every layer
+        Layer("torso", torso, cloth),
+        Layer("head", head, subject.skin.astype(np.float32) * shade[..., None]),
+        Layer("veil", veil, subject.veil_colour.astype(np.float32)),
+        Layer("strands", strands, subject.hair.astype(np.float32)),
+    ]
 
 
 def _moved(e: _Ellipse, dx: float, dy: float) -> _Ellipse:

@@ -45,6 +45,7 @@ TESTSETS_WITH_BACKGROUNDS = (
     "matting_testset/distinctions646",
     "matting_testset/photomatte85",
     "synthetic_matting/<config>",
+    "photo_matting/<config>",
 )
 
 
@@ -135,7 +136,8 @@ class DatasetTestSet:
 
     Names: ``name@background`` for ``matting_testset`` records, ``name`` for records with a name only,
     the zero-padded clip (and ``clip/frame`` in video sets) for ``synthetic_matting``, else the record
-    index. The record's ``seed`` feature is the perturbation's record seed (the index without one).
+    index (``photo_matting``). The record's ``seed`` feature is the perturbation's record seed (the
+    index without one).
     """
 
     def __init__(self, source, description: str):
@@ -234,7 +236,8 @@ def open_test_set(
     directory, or (``dataset_dir``) a folder of ``fgr/``, ``pha/`` and ``bgr/`` images.
 
     The dataset needs backgrounds: ``matting_testset/*`` (each test sample paired with backgrounds, as
-    in the paper) or ``synthetic_matting/*``. Anything unusable raises :class:`InputError`.
+    in the paper), ``synthetic_matting/*`` or ``photo_matting/*``. Anything unusable raises
+    :class:`InputError`.
     """
     if (dataset is None) == (dataset_dir is None):
         raise InputError("give one test set: --dataset NAME (a prepared dataset) or --dataset-dir DIR (image folders)")

@@ -6,11 +6,13 @@ All write ArrayRecord and need no TensorFlow; see docs/datasets.md.
 from bgm_jax.datasets.builders.backgrounds import Backgrounds
 from bgm_jax.datasets.builders.image_matting import ImageMatting, ImageMattingConfig
 from bgm_jax.datasets.builders.matting_testset import MattingTestset, MattingTestsetConfig
+from bgm_jax.datasets.builders.photo_matting import PhotoMatting, PhotoMattingConfig
 from bgm_jax.datasets.builders.synthetic_matting import SyntheticMatting, SyntheticMattingConfig
 from bgm_jax.datasets.builders.videomatte240k import Videomatte240k
 
 BUILDERS = {
-    cls.name: cls for cls in (Videomatte240k, ImageMatting, Backgrounds, MattingTestset, SyntheticMatting)
+    cls.name: cls
+    for cls in (Videomatte240k, ImageMatting, Backgrounds, MattingTestset, SyntheticMatting, PhotoMatting)
 }
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "ImageMattingConfig",
     "MattingTestset",
     "MattingTestsetConfig",
+    "PhotoMatting",
+    "PhotoMattingConfig",
     "SyntheticMatting",
     "SyntheticMattingConfig",
     "Videomatte240k",
