@@ -57,6 +57,9 @@ class TrainConfig:
     # "code": the original code's background colour misalignment (p = 0.8, kornia semantics);
     # "paper": the supplement's (30 %, torchvision semantics).
     misalignment: str = "code"
+    # Share of samples whose network background gets the test protocol's perturbation (supplement D.2:
+    # subpixel shift, gamma, noise); not in the original recipe (0), see AugmentConfig.plate_perturbation_p.
+    plate_perturbation: float = 0.0
     data_threads: int = 2
 
     # Optimisation (original: Adam, per-module learning rates, no schedule).
@@ -103,6 +106,7 @@ class TrainConfig:
             (self.epochs > 0, "epochs must be > 0"),
             (self.num_steps is None or self.num_steps >= 0, "num_steps must be None (from the epochs) or >= 0"),
             (self.misalignment in ("code", "paper"), f"misalignment must be 'code' or 'paper', got {self.misalignment!r}"),
+            (0 <= self.plate_perturbation <= 1, "plate_perturbation must be a probability in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:

@@ -54,6 +54,8 @@ def augment_config(config: TrainConfig) -> aug.AugmentConfig:
     preset = dataclasses.replace(preset, sample_size=tuple(config.sample_size))
     if config.misalignment == "paper":
         preset = preset.paper_misalignment()
+    if config.plate_perturbation:
+        preset = dataclasses.replace(preset, plate_perturbation_p=config.plate_perturbation)
     if config.crop_size is not None:
         preset = dataclasses.replace(preset, crop_size=tuple(config.crop_size),
                                      crop_multiple=4 if config.stage == "refine" else 1,
@@ -130,15 +132,20 @@ def initial_variables(config: TrainConfig, model, key) -> tuple[dict, list[str]]
 # Data
 
 
+# Datasets that need no source folder (procedural, or from photos shipped inside a package): built on
+# first use.
+BUILT_ON_FIRST_USE = ("synthetic_matting", "photo_matting")
+
+
 def open_source(name: str, split: str, data_dir: str):
-    """A prepared dataset split; the synthetic dataset is built on first use (procedural, seconds)."""
+    """A prepared dataset split; a procedural dataset (BUILT_ON_FIRST_USE) is built on first use."""
     from bgm_jax.datasets import catalog
 
     data_dir = os.path.expanduser(data_dir)
     try:
         return catalog.open_split(name, split, data_dir)
     except (InputError, FileNotFoundError):
-        if not name.startswith("synthetic_matting"):
+        if not name.startswith(BUILT_ON_FIRST_USE):
             raise InputError(
                 f"dataset {name!r} is not prepared under {data_dir}; prepare it with "
                 f"`bgm-jax build-dataset {name} --data-dir {data_dir} --manual-dir ...`"
