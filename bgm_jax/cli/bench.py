@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "the video's own size, or frames scaled to each given size)")
     model.add_argument("--batch", default="1", metavar="LIST", help="batch sizes, comma-separated (default: 1)")
     model.add_argument("--precision", default="float32", metavar="LIST",
-                       help="float32,bfloat16,float16, comma-separated (default: float32)")
+                       help="float32,tf32,bfloat16,float16, comma-separated; float32 is full float32 (matmul "
+                       "precision highest), tf32 the GPU's fast float32 (default: float32)")
     model.add_argument("--backbone-scale", type=float, metavar="S", help="default: the paper's for the resolution")
     model.add_argument("--refine-mode", choices=REFINE_MODES, default="sampling")
     model.add_argument("--refine-sample-pixels", type=int, metavar="N", help="default: the paper's for the resolution")
@@ -109,6 +110,7 @@ class CacheHits:
 
 def machine_description() -> dict:
     import jax
+    import jaxlib
 
     import bgm_jax
 
@@ -116,6 +118,9 @@ def machine_description() -> dict:
     return {
         "bgm_jax_version": bgm_jax.__version__,
         "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
+        # the process-wide setting; each run records the precision its model was compiled under
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
         "backend": jax.default_backend(),
         "device": device.device_kind,
         "device_count": jax.device_count(),
@@ -190,6 +195,7 @@ def measure_model(matting, width: int, height: int, batch: int, *, repeats: int,
         "height": height,
         "batch": batch,
         "precision": matting.settings.precision,
+        "matmul_precision": matting.settings.matmul_precision,
         "backbone_scale": fields.get("backbone_scale"),
         "refine_mode": fields.get("refine_mode"),
         "refine_sample_pixels": fields.get("refine_sample_pixels"),
@@ -245,6 +251,7 @@ def measure_e2e(matting, video: str, size, batch: int, args, convert: str, decod
         "height": info.height,
         "batch": batch,
         "precision": matting.settings.precision,
+        "matmul_precision": matting.settings.matmul_precision,
         "backbone_scale": fields.get("backbone_scale"),
         "refine_sample_pixels": fields.get("refine_sample_pixels"),
         "prevent_oversampling": fields.get("refine_prevent_oversampling"),
