@@ -14,7 +14,9 @@ What it does for the caller:
   ``float32`` is full float32 everywhere (``jax.default_matmul_precision("highest")``), ``tf32`` keeps
   float32 storage but lets the backend's default precision run convolutions and matmuls (TF32 on NVIDIA
   GPUs since Ampere: about 1e-3 relative error, faster); see ``MATMUL_PRECISIONS``;
-- results stay on the device (no host sync) until read, so video decode, compute and encode overlap.
+- results stay on the device (no host sync) until read, so video decode, compute and encode overlap;
+- ``devices="all"`` (or N) splits each batch over the local devices, data parallel: every device runs
+  the single-device program on its share (batch padded to a multiple of the device count, cropped back).
 """
 
 from __future__ import annotations
@@ -155,15 +157,63 @@ def _pad_amounts(height: int, width: int, multiple: int = 4) -> tuple[int, int]:
     return (-height) % multiple, (-width) % multiple
 
 
+def local_devices(devices: int | str | None = None) -> list:
+    """The local devices a ``Matting`` runs on: ``None`` or 1 the default device, ``"all"`` every local
+    device, N the first N."""
+    local = jax.local_devices()
+    if devices is None:
+        return local[:1]
+    if isinstance(devices, str) and devices.strip().lower() == "all":
+        return local
+    try:
+        count = int(devices)
+    except (TypeError, ValueError):
+        raise InputError(f"devices {devices!r}: expected 'all' or a number of devices") from None
+    if not 1 <= count <= len(local):
+        raise InputError(
+            f"devices {devices!r}: this machine has {len(local)} local {local[0].platform.upper()} device(s); "
+            "give a number from 1 to that, or 'all'"
+        )
+    return local[:count]
+
+
+BATCH_AXIS = "batch"  # the mesh axis a batch is split over
+
+
 class Matting:
     """A loaded model with its settings and compiled-function cache. Create it with ``bgm_jax.load``."""
 
-    def __init__(self, config: dict[str, Any], variables: dict[str, Any], settings: Settings | None = None):
+    def __init__(self, config: dict[str, Any], variables: dict[str, Any], settings: Settings | None = None,
+                 devices: int | str | None = None):
         self.config = dict(config)
         self.settings = settings or Settings()
-        self.variables = jax.device_put({"params": variables["params"], "batch_stats": variables["batch_stats"]})
+        self.devices = local_devices(devices)
+        variables = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+        if len(self.devices) > 1:
+            self.mesh = jax.sharding.Mesh(np.array(self.devices), (BATCH_AXIS,))
+            self.variables = jax.device_put(variables, self.sharding(batch=False))  # a copy on every device
+        else:
+            self.mesh = None
+            self.variables = jax.device_put(variables)
         self._compiled: dict[tuple, Any] = {}
         self.compile_count = 0  # compilations this object triggered (the cache's misses)
+
+    @property
+    def device_count(self) -> int:
+        return len(self.devices)
+
+    def sharding(self, batch: bool = True):
+        """Where a batch (split over the devices) or a replicated array lives; None on one device."""
+        if self.mesh is None:
+            return None
+        spec = jax.sharding.PartitionSpec(BATCH_AXIS if batch else None)
+        return jax.sharding.NamedSharding(self.mesh, spec)
+
+    def put(self, x, *, batch: bool = True) -> jax.Array:
+        """``x`` on the device(s) as the compiled functions take it: split along the batch over the
+        devices (its batch a multiple of the device count), or whole on each (``batch=False``)."""
+        sharding = self.sharding(batch)
+        return jax.device_put(x) if sharding is None else jax.device_put(x, sharding)
 
     @property
     def is_refine(self) -> bool:
@@ -173,6 +223,7 @@ class Matting:
         """A Matting sharing these weights (and their device copy) with some settings changed."""
         other = Matting.__new__(Matting)
         other.config, other.variables = self.config, self.variables
+        other.devices, other.mesh = self.devices, self.mesh
         other.settings = dataclasses.replace(self.settings, **changes)
         other._compiled, other.compile_count = {}, 0
         return other
@@ -209,11 +260,23 @@ class Matting:
                 ref = ref[:, : math.ceil(height / 4), : math.ceil(width / 4)].astype(jnp.float32)
             return pha, fgr, err, ref
 
-        src_spec = jax.ShapeDtypeStruct(src_shape, src_dtype)
-        bgr_spec = jax.ShapeDtypeStruct(bgr_shape, bgr_dtype)
+        if self.mesh is not None:
+            run = self._data_parallel(run, per_image_bgr=bgr_shape[0] != 1, has_ref=self.is_refine)
+        src_spec = jax.ShapeDtypeStruct(src_shape, src_dtype, sharding=self.sharding())
+        bgr_spec = jax.ShapeDtypeStruct(bgr_shape, bgr_dtype, sharding=self.sharding(bgr_shape[0] != 1))
         # The precision is fixed at tracing: every convolution and dot carries it in the lowered module.
         with jax.default_matmul_precision(self.settings.matmul_precision):
             return jax.jit(run).lower(self.variables, src_spec, bgr_spec)
+
+    def _data_parallel(self, run, *, per_image_bgr: bool, has_ref: bool):
+        """``run`` on each device's share of the batch (``shard_map``): the single-device program, no
+        communication, so the outputs are those of one device running each share."""
+        from jax.sharding import PartitionSpec as P
+
+        batch, whole = P(BATCH_AXIS), P()
+        out_specs = (batch, batch, batch, batch if has_ref else None)
+        return jax.shard_map(run, mesh=self.mesh, in_specs=(whole, batch, batch if per_image_bgr else whole),
+                             out_specs=out_specs)
 
     def lower_for(self, src_shape, src_dtype, bgr_shape, bgr_dtype) -> jax.stages.Lowered:
         """The lowered (not yet compiled) function for these inputs, e.g. to inspect its StableHLO."""
@@ -251,9 +314,25 @@ class Matting:
             )
         if bgr.shape[0] not in (1, src.shape[0]):
             raise InputError(f"got {src.shape[0]} sources but {bgr.shape[0]} backgrounds; give one or one per source")
+        count = src.shape[0]
+        fill = -count % self.device_count  # a batch the devices share evenly: repeat the last image
+        if fill:
+            src = _repeat_last(src, fill)
+            bgr = _repeat_last(bgr, fill) if bgr.shape[0] > 1 else bgr
         fn = self.compiled_for(src.shape, src.dtype, bgr.shape, bgr.dtype)
+        if self.mesh is not None:
+            src, bgr = self.put(src), self.put(bgr, batch=bgr.shape[0] > 1)
         pha, fgr, err, ref = fn(self.variables, src, bgr)
+        if fill:
+            pha, fgr, err = pha[:count], fgr[:count], err[:count]
+            ref = None if ref is None else ref[:count]
         return MattingResult(pha=pha, fgr=fgr, err=err, ref=ref)
+
+
+def _repeat_last(x, count: int):
+    """``x`` with its last image repeated ``count`` more times along the batch."""
+    xp = np if isinstance(x, np.ndarray) else jnp
+    return xp.concatenate([x, xp.repeat(x[-1:], count, axis=0)], axis=0)
 
 
 def load(
@@ -266,6 +345,7 @@ def load(
     refine_prevent_oversampling: bool = True,
     precision: str = "float32",
     compilation_cache: str | os.PathLike | None | bool = None,
+    devices: int | str | None = None,
 ) -> Matting:
     """Load a checkpoint directory (``bgm-jax convert`` writes one) as a callable ``Matting``.
 
@@ -274,6 +354,8 @@ def load(
     fast matmul precision: TF32 on NVIDIA GPUs), ``bfloat16`` or ``float16`` compute.
     ``compilation_cache``: a directory for JAX's persistent compilation cache, None for the default
     (``$BGM_JAX_CACHE_DIR`` or ``~/.cache/bgm-jax/xla``), False to leave JAX's configuration alone.
+    ``devices``: None (the default device), ``"all"`` local devices or a number of them; a batch is
+    split over them (data parallel).
     """
     settings = Settings(
         backbone_scale=backbone_scale,
@@ -286,4 +368,4 @@ def load(
     if compilation_cache is not False:
         enable_compilation_cache(None if compilation_cache in (None, True) else compilation_cache)
     config, variables = load_model(checkpoint_dir)
-    return Matting(config, variables, settings)
+    return Matting(config, variables, settings, devices=devices)

@@ -73,6 +73,22 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, model_required: bool
     )
 
 
+def devices_value(text: str) -> str | int:
+    """argparse type of --devices: ``all`` or a positive integer."""
+    if text.strip().lower() == "all":
+        return "all"
+    return positive_int(text)
+
+
+def add_devices_argument(parser: argparse.ArgumentParser) -> None:
+    """--devices: split each batch over local devices (images, video)."""
+    parser.add_argument(
+        "--devices", type=devices_value, default=1, metavar="all|N",
+        help="local devices (GPUs) to split each batch over, data parallel; --batch is per device "
+        "(default: 1)",
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The ``bgm_jax.load`` / ``Settings`` keyword arguments the model arguments describe."""
     return {
@@ -94,7 +110,8 @@ def load_matting(args: argparse.Namespace):
             "`bgm-jax convert MODEL.pth DIR` first"
         )
     return bgm_jax.load(
-        Path(args.model).expanduser(), compilation_cache=args.compilation_cache, **settings_from_args(args)
+        Path(args.model).expanduser(), compilation_cache=args.compilation_cache,
+        devices=getattr(args, "devices", None), **settings_from_args(args)
     )
 
 
@@ -134,7 +151,8 @@ def random_variables(config: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
 
-def random_weight_matting(backbone: str, settings: dict[str, Any], compilation_cache=None, seed: int = 0):
+def random_weight_matting(backbone: str, settings: dict[str, Any], compilation_cache=None, seed: int = 0,
+                          devices=None):
     """A ``Matting`` around random weights for ``backbone`` (refine model, kernel size 3)."""
     from bgm_jax.inference import Matting, Settings, enable_compilation_cache
 
@@ -142,7 +160,7 @@ def random_weight_matting(backbone: str, settings: dict[str, Any], compilation_c
         raise InputError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     enable_compilation_cache(compilation_cache)
     config = {"model_type": "refine", "backbone": backbone, "refine_kernel_size": 3}
-    return Matting(config, random_variables(config, seed), Settings(**settings))
+    return Matting(config, random_variables(config, seed), Settings(**settings), devices=devices)
 
 
 # ---------------------------------------------------------------------------------------------- values
