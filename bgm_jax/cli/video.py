@@ -329,7 +329,6 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
     """
     import contextlib
 
-    import jax
     import jax.numpy as jnp
     import numpy as np
 
