@@ -58,6 +58,7 @@ def test_every_section_runs_to_the_end_and_the_files_come_back(smoke):
     assert env["backend"] == "cpu" and env["versions"]["jax"] and env["versions"]["jaxlib"]
     assert env["torch"]["torch_version"] == torch.__version__ and len(env["source_digest"]) == 16
     assert "float32 = full float32" in report["precision_policy"]
+    assert "grain" in report["imports_blocked"]  # the run needed nothing the GPU machine lacks
     assert "device check: wrote" in stdout and "run.sh: check.py exited with 0" in stdout
 
 
@@ -187,5 +188,4 @@ def test_the_refine_stage_training_code_lowers_and_the_reference_step_runs():
 def test_wheels_for_the_device_are_fetched_into_an_ignored_folder():
     script = (DEVICE / "fetch_wheels.sh").read_text()
     assert "--python-version 3.12" in script and 'dest=.whl' in script
-    ignored = subprocess.run(["git", "check-ignore", "-q", ".whl/av.whl"], cwd=ROOT).returncode
-    assert ignored == 0
+    assert "/.whl/" in (ROOT / ".gitignore").read_text().split()  # wheels never get committed

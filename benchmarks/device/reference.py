@@ -64,6 +64,16 @@ def precision(mode: str):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool):
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 def synchronize() -> None:
     if device().type == "cuda":
         torch.cuda.synchronize()
@@ -119,8 +129,9 @@ def selection_margin(model, src, bgr) -> float:
 
 @torch.inference_mode()
 def time_model(model, src, bgr, mode: str, *, repeats: int, warmup: int) -> list[float]:
-    """Seconds per call, each call synchronised (as the JAX side waits for block_until_ready)."""
-    with precision(mode):
+    """Seconds per call, each call synchronised (as the JAX side waits for block_until_ready), with
+    cuDNN's autotuner on, as the original's speed test (the patch count is fixed, so shapes are)."""
+    with precision(mode), cudnn_benchmark(True):
         for _ in range(warmup):
             model(src, bgr)
         synchronize()
@@ -139,7 +150,8 @@ def time_model(model, src, bgr, mode: str, *, repeats: int, warmup: int) -> list
 @torch.inference_mode()
 def sequential_video(model, clip: Path, bgr: np.ndarray, out: Path, mode: str, target=(120, 255, 155)) -> dict:
     """The original's way: decode a frame, run the model, composite, copy to the host, encode; one
-    frame at a time in one thread. Same reader and writer (and encoder settings) as ``bgm-jax video``."""
+    frame at a time in one thread. Same reader and writer (and encoder settings) as ``bgm-jax video``.
+    cuDNN's autotuner stays off, as in the original's video script: the patch count varies per frame."""
     from bgm_jax.io.video_reader import VideoReader
     from bgm_jax.io.video_writer import VideoWriter
 
@@ -151,7 +163,7 @@ def sequential_video(model, clip: Path, bgr: np.ndarray, out: Path, mode: str, t
         info = reader.info
         start = time.perf_counter()
         with VideoWriter(out, width=info.width, height=info.height, fps=info.fps, time_base=info.time_base,
-                         overwrite=True) as writer, precision(mode):
+                         overwrite=True) as writer, precision(mode), cudnn_benchmark(False):
             for frame in reader:
                 src = torch.from_numpy(frame.image).to(dev).permute(2, 0, 1)[None].float() / 255
                 pha, fgr = model(src, bgr_t)[:2]
@@ -204,6 +216,8 @@ def time_train_step(stage: str, backbone: str, crop: int, batch: int, *, repeats
     a gradient scaler on CUDA, on random inputs (no augmentation: the original augments in DataLoader
     workers on the CPU). Returns seconds per step."""
     dev = device()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()  # what the inference sections cached goes back before a large step
     kind = "base" if stage == "base" else "refine"
     # the refine stage's 80k sample pixels (as the JAX step), capped at every cell: the reference's topk
     # cannot take more cells than there are (small crops)
