@@ -10,8 +10,13 @@ What it does for the caller:
   and 80k sample pixels; larger than ~QHD: 1/8 and 320k);
 - one compiled function per (input shapes and dtypes, settings), kept in a cache; a repeated shape never
   recompiles, and the persistent XLA compilation cache makes a second process start fast;
-- float32 parameters, float32 / bfloat16 / float16 compute;
-- results stay on the device (no host sync) until read, so video decode, compute and encode overlap.
+- float32 parameters, float32 / bfloat16 / float16 compute, and an explicit matrix-product precision:
+  ``float32`` is full float32 everywhere (``jax.default_matmul_precision("highest")``), ``tf32`` keeps
+  float32 storage but lets the backend's default precision run convolutions and matmuls (TF32 on NVIDIA
+  GPUs since Ampere: about 1e-3 relative error, faster); see ``MATMUL_PRECISIONS``;
+- results stay on the device (no host sync) until read, so video decode, compute and encode overlap;
+- ``devices="all"`` (or N) splits each batch over the local devices, data parallel: every device runs
+  the single-device program on its share (batch padded to a multiple of the device count, cropped back).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 from bgm_jax.checkpoint import build_model, load_model
 from bgm_jax.errors import InputError
 from bgm_jax.memory import check_call_fits, is_out_of_memory, out_of_memory_error
-from bgm_jax.model_spec import PRECISIONS, REFINE_MODES, padded_size
+from bgm_jax.model_spec import MATMUL_PRECISIONS, PRECISIONS, REFINE_MODES, padded_size
 from bgm_jax.models.layers import COMPUTE_DTYPES
 # Above this many pixels (QHD, 2560x1440) the 4K recommendation applies.
 LARGE_IMAGE_PIXELS = 2560 * 1440
@@ -73,6 +78,11 @@ class Settings:
     refine_threshold: float = 0.1
     refine_prevent_oversampling: bool = True
     precision: str = "float32"
+
+    @property
+    def matmul_precision(self) -> str:
+        """The ``jax.default_matmul_precision`` the model is compiled under (see ``MATMUL_PRECISIONS``)."""
+        return MATMUL_PRECISIONS[self.precision]
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -139,15 +149,63 @@ def _to_unit_float(x: jax.Array) -> jax.Array:
     return x.astype(jnp.float32)
 
 
+def local_devices(devices: int | str | None = None) -> list:
+    """The local devices a ``Matting`` runs on: ``None`` or 1 the default device, ``"all"`` every local
+    device, N the first N."""
+    local = jax.local_devices()
+    if devices is None:
+        return local[:1]
+    if isinstance(devices, str) and devices.strip().lower() == "all":
+        return local
+    try:
+        count = int(devices)
+    except (TypeError, ValueError):
+        raise InputError(f"devices {devices!r}: expected 'all' or a number of devices") from None
+    if not 1 <= count <= len(local):
+        raise InputError(
+            f"devices {devices!r}: this machine has {len(local)} local {local[0].platform.upper()} device(s); "
+            "give a number from 1 to that, or 'all'"
+        )
+    return local[:count]
+
+
+BATCH_AXIS = "batch"  # the mesh axis a batch is split over
+
+
 class Matting:
     """A loaded model with its settings and compiled-function cache. Create it with ``bgm_jax.load``."""
 
-    def __init__(self, config: dict[str, Any], variables: dict[str, Any], settings: Settings | None = None):
+    def __init__(self, config: dict[str, Any], variables: dict[str, Any], settings: Settings | None = None,
+                 devices: int | str | None = None):
         self.config = dict(config)
         self.settings = settings or Settings()
-        self.variables = jax.device_put({"params": variables["params"], "batch_stats": variables["batch_stats"]})
+        self.devices = local_devices(devices)
+        variables = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+        if len(self.devices) > 1:
+            self.mesh = jax.sharding.Mesh(np.array(self.devices), (BATCH_AXIS,))
+            self.variables = jax.device_put(variables, self.sharding(batch=False))  # a copy on every device
+        else:
+            self.mesh = None
+            self.variables = jax.device_put(variables)
         self._compiled: dict[tuple, Any] = {}
         self.compile_count = 0  # compilations this object triggered (the cache's misses)
+
+    @property
+    def device_count(self) -> int:
+        return len(self.devices)
+
+    def sharding(self, batch: bool = True):
+        """Where a batch (split over the devices) or a replicated array lives; None on one device."""
+        if self.mesh is None:
+            return None
+        spec = jax.sharding.PartitionSpec(BATCH_AXIS if batch else None)
+        return jax.sharding.NamedSharding(self.mesh, spec)
+
+    def put(self, x, *, batch: bool = True) -> jax.Array:
+        """``x`` on the device(s) as the compiled functions take it: split along the batch over the
+        devices (its batch a multiple of the device count), or whole on each (``batch=False``)."""
+        sharding = self.sharding(batch)
+        return jax.device_put(x) if sharding is None else jax.device_put(x, sharding)
 
     @property
     def is_refine(self) -> bool:
@@ -157,6 +215,7 @@ class Matting:
         """A Matting sharing these weights (and their device copy) with some settings changed."""
         other = Matting.__new__(Matting)
         other.config, other.variables = self.config, self.variables
+        other.devices, other.mesh = self.devices, self.mesh
         other.settings = dataclasses.replace(self.settings, **changes)
         other._compiled, other.compile_count = {}, 0
         return other
@@ -174,8 +233,8 @@ class Matting:
 
     def function(self, height: int, width: int):
         """The pure ``(variables, src, bgr) -> (pha, fgr, err, ref)`` function for NHWC inputs of this
-        size: what ``__call__`` compiles, and what ``bgm_jax.deploy`` exports. ``ref`` is None for a
-        base model."""
+        size on one device: what ``__call__`` compiles (split over the devices when there are several),
+        and what ``bgm_jax.deploy`` exports. ``ref`` is None for a base model."""
         padded_height, padded_width = self.padded_size(height, width)
         pad_h, pad_w = padded_height - height, padded_width - width
         fields = self.model_fields(height, width)
@@ -202,13 +261,34 @@ class Matting:
 
         return run
 
-    def _build(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
+    def _lower(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
         _, height, width, _ = src_shape
         run = self.function(height, width)
-        src_spec = jax.ShapeDtypeStruct(src_shape, src_dtype)
-        bgr_spec = jax.ShapeDtypeStruct(bgr_shape, bgr_dtype)
+        if self.mesh is not None:
+            run = self._data_parallel(run, per_image_bgr=bgr_shape[0] != 1, has_ref=self.is_refine)
+        src_spec = jax.ShapeDtypeStruct(src_shape, src_dtype, sharding=self.sharding())
+        bgr_spec = jax.ShapeDtypeStruct(bgr_shape, bgr_dtype, sharding=self.sharding(bgr_shape[0] != 1))
+        # The precision is fixed at tracing: every convolution and dot carries it in the lowered module.
+        with jax.default_matmul_precision(self.settings.matmul_precision):
+            return jax.jit(run).lower(self.variables, src_spec, bgr_spec)
+
+    def _data_parallel(self, run, *, per_image_bgr: bool, has_ref: bool):
+        """``run`` on each device's share of the batch (``shard_map``): the single-device program, no
+        communication, so the outputs are those of one device running each share."""
+        from jax.sharding import PartitionSpec as P
+
+        batch, whole = P(BATCH_AXIS), P()
+        out_specs = (batch, batch, batch, batch if has_ref else None)
+        return jax.shard_map(run, mesh=self.mesh, in_specs=(whole, batch, batch if per_image_bgr else whole),
+                             out_specs=out_specs)
+
+    def lower_for(self, src_shape, src_dtype, bgr_shape, bgr_dtype) -> jax.stages.Lowered:
+        """The lowered (not yet compiled) function for these inputs, e.g. to inspect its StableHLO."""
+        return self._lower(tuple(src_shape), np.dtype(src_dtype), tuple(bgr_shape), np.dtype(bgr_dtype))
+
+    def _build(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
         try:
-            compiled = jax.jit(run).lower(self.variables, src_spec, bgr_spec).compile()
+            compiled = self._lower(src_shape, src_dtype, bgr_shape, bgr_dtype).compile()
         except Exception as e:
             if is_out_of_memory(e):
                 raise out_of_memory_error(e, shape=src_shape, precision=self.settings.precision) from e
@@ -216,7 +296,7 @@ class Matting:
         self.compile_count += 1
         # Refuse a call that cannot fit before anything is allocated for it (see bgm_jax.memory).
         resident = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(self.variables))
-        check_call_fits(compiled, jax.devices()[0], shape=src_shape, precision=self.settings.precision,
+        check_call_fits(compiled, self.devices[0], shape=src_shape, precision=self.settings.precision,
                         resident_bytes=resident)
         return compiled
 
@@ -247,14 +327,30 @@ class Matting:
             )
         if bgr.shape[0] not in (1, src.shape[0]):
             raise InputError(f"got {src.shape[0]} sources but {bgr.shape[0]} backgrounds; give one or one per source")
+        count = src.shape[0]
+        fill = -count % self.device_count  # a batch the devices share evenly: repeat the last image
+        if fill:
+            src = _repeat_last(src, fill)
+            bgr = _repeat_last(bgr, fill) if bgr.shape[0] > 1 else bgr
         fn = self.compiled_for(src.shape, src.dtype, bgr.shape, bgr.dtype)
+        if self.mesh is not None:
+            src, bgr = self.put(src), self.put(bgr, batch=bgr.shape[0] > 1)
         try:
             pha, fgr, err, ref = fn(self.variables, src, bgr)
         except Exception as e:
             if is_out_of_memory(e):
                 raise out_of_memory_error(e, shape=src.shape, precision=self.settings.precision) from e
             raise
+        if fill:
+            pha, fgr, err = pha[:count], fgr[:count], err[:count]
+            ref = None if ref is None else ref[:count]
         return MattingResult(pha=pha, fgr=fgr, err=err, ref=ref)
+
+
+def _repeat_last(x, count: int):
+    """``x`` with its last image repeated ``count`` more times along the batch."""
+    xp = np if isinstance(x, np.ndarray) else jnp
+    return xp.concatenate([x, xp.repeat(x[-1:], count, axis=0)], axis=0)
 
 
 def load(
@@ -267,12 +363,17 @@ def load(
     refine_prevent_oversampling: bool = True,
     precision: str = "float32",
     compilation_cache: str | os.PathLike | None | bool = None,
+    devices: int | str | None = None,
 ) -> Matting:
     """Load a checkpoint directory (``bgm-jax convert`` writes one) as a callable ``Matting``.
 
     Settings left as None follow the paper's recommendation for each input's resolution.
+    ``precision``: ``float32`` (full float32, also on GPUs), ``tf32`` (float32 storage, the backend's
+    fast matmul precision: TF32 on NVIDIA GPUs), ``bfloat16`` or ``float16`` compute.
     ``compilation_cache``: a directory for JAX's persistent compilation cache, None for the default
     (``$BGM_JAX_CACHE_DIR`` or ``~/.cache/bgm-jax/xla``), False to leave JAX's configuration alone.
+    ``devices``: None (the default device), ``"all"`` local devices or a number of them; a batch is
+    split over them (data parallel).
     """
     settings = Settings(
         backbone_scale=backbone_scale,
@@ -285,4 +386,4 @@ def load(
     if compilation_cache is not False:
         enable_compilation_cache(None if compilation_cache in (None, True) else compilation_cache)
     config, variables = load_model(checkpoint_dir)
-    return Matting(config, variables, settings)
+    return Matting(config, variables, settings, devices=devices)

@@ -9,7 +9,13 @@ from __future__ import annotations
 BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
 REFINE_MODES = ("sampling", "thresholding", "full")
 # Compute precisions; parameters are always float32. ``models.layers.COMPUTE_DTYPES`` maps them to dtypes.
-PRECISIONS = ("float32", "bfloat16", "float16")
+# "tf32" computes in float32 storage but lets NVIDIA GPUs multiply in TF32 (10-bit mantissa); "float32"
+# means full float32 everywhere.
+PRECISIONS = ("float32", "tf32", "bfloat16", "float16")
+# The ``jax.default_matmul_precision`` each precision is compiled under. On GPUs XLA runs float32
+# convolutions and matmuls in TF32 unless told "highest"; a user who asks for float32 gets float32.
+# The CPU computes float32 either way. In bfloat16/float16 the operands are already narrow.
+MATMUL_PRECISIONS = {"float32": "highest", "tf32": "default", "bfloat16": "default", "float16": "default"}
 
 # MattingRefine works on 4x4 cells: its input height and width must be multiples of this.
 REFINE_SIZE_MULTIPLE = 4

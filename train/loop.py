@@ -21,11 +21,12 @@ import numpy as np
 
 from bgm_jax.errors import InputError
 from bgm_jax.models import MattingBase, MattingRefine
+from bgm_jax.models.layers import COMPUTE_DTYPES
 from train import augment as aug
 from train import losses
 from train.checkpointing import Checkpoints
 from train.config import TrainConfig
-from train.trainer import PRECISIONS, TrainState, make_optimizer, train_step
+from train.trainer import TrainState, make_optimizer, train_step
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -33,7 +34,7 @@ from train.trainer import PRECISIONS, TrainState, make_optimizer, train_step
 
 
 def build_model(config: TrainConfig, *, axis_name: str | None = None, train: bool = True):
-    dtype = PRECISIONS[config.precision] if train else jnp.float32
+    dtype = COMPUTE_DTYPES[config.precision] if train else jnp.float32
     if config.stage == "base":
         return MattingBase(config.backbone, aspp_dropout=config.aspp_dropout, dtype=dtype, bn_axis_name=axis_name)
     return MattingRefine(

@@ -27,7 +27,6 @@ import optax
 from flax import struct
 from flax.training.dynamic_scale import DynamicScale
 
-from bgm_jax.models.layers import COMPUTE_DTYPES as PRECISIONS  # precision name -> compute dtype
 MODULE_GROUPS = ("backbone", "aspp", "decoder", "refiner")
 
 

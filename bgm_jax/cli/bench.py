@@ -10,6 +10,9 @@ excluded, --warmup untimed calls, then --repeats calls each timed to ``block_unt
 median and p90 time per call and FPS = batch / time. Every comma-separated value of --backbone,
 --resolution, --batch and --precision is combined with every other.
 
+--devices 1,2,4 (or all) measures data-parallel scaling: each batch (--batch per device) is split over
+that many local devices; FPS counts every image of the combined batch.
+
 --e2e VIDEO runs ``bgm-jax video``'s pipeline (threads, asynchronous dispatch) into a temporary folder
 and reports frames / wall time with compilation excluded, next to decode-only FPS of the same file.
 Random weights unless --model: speed does not depend on the weights.
@@ -18,6 +21,7 @@ Random weights unless --model: speed does not depend on the weights.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -46,9 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--resolution", default=None, metavar="LIST",
                        help="WxH, hd (1920x1080) or 4k (3840x2160), comma-separated (default: hd; with --e2e: "
                        "the video's own size, or frames scaled to each given size)")
-    model.add_argument("--batch", default="1", metavar="LIST", help="batch sizes, comma-separated (default: 1)")
+    model.add_argument("--batch", default="1", metavar="LIST",
+                       help="batch sizes (per device), comma-separated (default: 1)")
+    model.add_argument("--devices", default="1", metavar="LIST",
+                       help="numbers of local devices to split each batch over, comma-separated, or all "
+                       "(default: 1); shows data-parallel scaling")
     model.add_argument("--precision", default="float32", metavar="LIST",
-                       help="float32,bfloat16,float16, comma-separated (default: float32)")
+                       help="float32,tf32,bfloat16,float16, comma-separated; float32 is full float32 (matmul "
+                       "precision highest), tf32 the GPU's fast float32 (default: float32)")
     model.add_argument("--backbone-scale", type=float, metavar="S", help="default: the paper's for the resolution")
     model.add_argument("--refine-mode", choices=REFINE_MODES, default="sampling")
     model.add_argument("--refine-sample-pixels", type=int, metavar="N", help="default: the paper's for the resolution")
@@ -73,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def parse_device_counts(text: str) -> list[int | str]:
+    """--devices: comma-separated counts, or all."""
+    if text.strip().lower() == "all":
+        return ["all"]
+    return parse_int_list(text, "--devices")
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -109,6 +125,7 @@ class CacheHits:
 
 def machine_description() -> dict:
     import jax
+    import jaxlib
 
     import bgm_jax
 
@@ -116,6 +133,9 @@ def machine_description() -> dict:
     return {
         "bgm_jax_version": bgm_jax.__version__,
         "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
+        # the process-wide setting; each run records the precision its model was compiled under
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
         "backend": jax.default_backend(),
         "device": device.device_kind,
         "device_count": jax.device_count(),
@@ -167,8 +187,8 @@ def measure_model(matting, width: int, height: int, batch: int, *, repeats: int,
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    src = jax.device_put(rng.random((batch, height, width, 3), np.float32))
-    bgr = jax.device_put(rng.random((batch, height, width, 3), np.float32))
+    src = matting.put(rng.random((batch, height, width, 3), np.float32))  # split over the devices, if several
+    bgr = matting.put(rng.random((batch, height, width, 3), np.float32))
     with CacheHits() as hits:
         start = time.perf_counter()
         compiled = matting.compiled_for(src.shape, src.dtype, bgr.shape, bgr.dtype)
@@ -187,7 +207,9 @@ def measure_model(matting, width: int, height: int, batch: int, *, repeats: int,
         "width": width,
         "height": height,
         "batch": batch,
+        "devices": matting.device_count,
         "precision": matting.settings.precision,
+        "matmul_precision": matting.settings.matmul_precision,
         "backbone_scale": fields.get("backbone_scale"),
         "refine_mode": fields.get("refine_mode"),
         "refine_sample_pixels": fields.get("refine_sample_pixels"),
@@ -243,6 +265,7 @@ def measure_e2e(matting, video: str, size, batch: int, args, convert: str, decod
         "height": info.height,
         "batch": batch,
         "precision": matting.settings.precision,
+        "matmul_precision": matting.settings.matmul_precision,
         "backbone_scale": fields.get("backbone_scale"),
         "refine_sample_pixels": fields.get("refine_sample_pixels"),
         "prevent_oversampling": fields.get("refine_prevent_oversampling"),
@@ -277,6 +300,8 @@ def models(args: argparse.Namespace, settings: dict):
 
 def describe(run: dict) -> str:
     where = f"{run['backbone']:<11} {run['width']}x{run['height']} batch {run['batch']} {run['precision']}"
+    if run.get("devices", 1) > 1:
+        where += f" on {run['devices']} devices"
     if run["mode"] == "model":
         return (f"{where}: {run['fps_median']:.2f} fps median ({run['median_ms']:.1f} ms/call, p90 "
                 f"{run['p90_ms']:.1f} ms), compile {run['compile_s']:.1f} s"
@@ -286,9 +311,11 @@ def describe(run: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bgm_jax.inference import Matting
     from bgm_jax.io.atomic import atomic_output, check_can_write, ensure_dir
 
     batches = parse_int_list(args.batch, "--batch")
+    device_counts = parse_device_counts(args.devices)
     precisions = parse_choices(args.precision, PRECISIONS, "--precision")
     converts = parse_choices(args.convert, ("device", "host"), "--convert")
     if args.e2e:
@@ -319,10 +346,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"bench: {report['device']} ({report['backend']}, {report['cpu_count']} CPUs), jax {report['jax_version']}, "
           f"load average {report['loadavg_start']}")
     for base in models(args, settings):
-        for precision in precisions:
+        for precision, devices in itertools.product(precisions, device_counts):
             matting = base.with_settings(precision=precision)
+            if devices != 1:
+                matting = Matting(base.config, base.variables, matting.settings, devices=devices)
             for size in sizes:
-                for batch in batches:
+                for batch in (b * matting.device_count for b in batches):
                     if args.e2e:
                         if size not in decode_fps:
                             decode_fps[size] = decode_only_fps(args.e2e, size)[1]

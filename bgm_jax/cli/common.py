@@ -7,7 +7,8 @@ Model arguments are the same everywhere, so a setting means one thing in every c
     --refine-mode M             sampling (default) | thresholding | full
     --refine-sample-pixels N    default: HD 80,000, 4K 320,000
     --refine-threshold T        thresholding mode only (default 0.1)
-    --precision P               float32 (default) | bfloat16 | float16
+    --precision P               float32 (default; full float32, also on GPUs) | tf32 (float32 storage,
+                                TF32 convolutions on NVIDIA GPUs) | bfloat16 | float16
     --compilation-cache DIR     persistent XLA cache ("" turns it off)
 """
 
@@ -60,11 +61,28 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, model_required: bool
     group.add_argument("--refine-threshold", type=float, default=0.1, metavar="T",
                        help="error threshold of thresholding mode (default: 0.1)")
     group.add_argument("--precision", choices=PRECISIONS, default="float32",
-                       help="compute precision; parameters stay float32 (default: float32)")
+                       help="compute precision; parameters stay float32. float32 is full float32 also on GPUs; "
+                       "tf32 lets NVIDIA GPUs run float32 convolutions in TF32 (faster, ~1e-3) (default: float32)")
     group.add_argument(
         "--compilation-cache", metavar="DIR",
         help="persistent compilation cache, so a second run starts fast (default: $BGM_JAX_CACHE_DIR or "
         "~/.cache/bgm-jax/xla; '' turns it off)",
+    )
+
+
+def devices_value(text: str) -> str | int:
+    """argparse type of --devices: ``all`` or a positive integer."""
+    if text.strip().lower() == "all":
+        return "all"
+    return positive_int(text)
+
+
+def add_devices_argument(parser: argparse.ArgumentParser) -> None:
+    """--devices: split each batch over local devices (images, video)."""
+    parser.add_argument(
+        "--devices", type=devices_value, default=1, metavar="all|N",
+        help="local devices (GPUs) to split each batch over, data parallel; --batch is per device "
+        "(default: 1)",
     )
 
 
@@ -103,7 +121,8 @@ def load_matting(args: argparse.Namespace):
     import bgm_jax
 
     path = check_model_dir(args.model)
-    return bgm_jax.load(path, compilation_cache=args.compilation_cache, **settings_from_args(args))
+    return bgm_jax.load(path, compilation_cache=args.compilation_cache, devices=getattr(args, "devices", None),
+                        **settings_from_args(args))
 
 
 # ---------------------------------------------------------------------------------------------- random weights
@@ -142,7 +161,8 @@ def random_variables(config: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
 
-def random_weight_matting(backbone: str, settings: dict[str, Any], compilation_cache=None, seed: int = 0):
+def random_weight_matting(backbone: str, settings: dict[str, Any], compilation_cache=None, seed: int = 0,
+                          devices=None):
     """A ``Matting`` around random weights for ``backbone`` (refine model, kernel size 3)."""
     from bgm_jax.inference import Matting, Settings, enable_compilation_cache
 
@@ -150,7 +170,7 @@ def random_weight_matting(backbone: str, settings: dict[str, Any], compilation_c
         raise InputError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     enable_compilation_cache(compilation_cache)
     config = {"model_type": "refine", "backbone": backbone, "refine_kernel_size": 3}
-    return Matting(config, random_variables(config, seed), Settings(**settings))
+    return Matting(config, random_variables(config, seed), Settings(**settings), devices=devices)
 
 
 # ---------------------------------------------------------------------------------------------- values

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bgm_jax.cli.common import (
+    add_devices_argument,
     add_model_arguments,
     add_progress_argument,
     describe_size,
@@ -56,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="align each background to its source first (handheld shots; ORB + RANSAC "
                         "homography as the original's --preprocess-alignment; needs the align extra, OpenCV)")
     parser.add_argument("--batch", type=positive_int, default=1, metavar="N",
-                        help="images of one size matted together (default: 1)")
+                        help="images of one size matted together, per device (default: 1)")
+    add_devices_argument(parser)
     parser.add_argument(
         "--size-bucket", type=positive_int, default=4, metavar="N",
         help="pad images (edge-replicated, cropped from the outputs) to multiples of N pixels, so a folder "
@@ -261,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
     if "ref" in kinds and not matting.is_refine:
         raise InputError(f"--outputs ref: {args.model} is a base model, which refines nothing; drop ref")
     products = tuple(sorted({writer.product(kind) for kind in kinds}))
+    batch = args.batch * matting.device_count  # one call fills every device
     progress = writer.progress = progress_bar(args, total=len(sources), unit="image", desc="matting")
 
     for source, reason in pairing.unpaired:
@@ -272,8 +275,8 @@ def run(args: argparse.Namespace) -> int:
 
     def dispatch(pipe: Pipeline, bucket: list[LoadedPair]) -> None:
         # A short last batch is filled with copies of its last image: a new batch size would compile again.
-        fill = [bucket[-1]] * (args.batch - len(bucket))
-        shape = (args.batch, *bucket[0].src.shape)
+        fill = [bucket[-1]] * (batch - len(bucket))
+        shape = (batch, *bucket[0].src.shape)
         if shape not in refused:
             src = np.stack([pair.src for pair in bucket + fill])
             bgr = np.stack([pair.bgr for pair in bucket + fill])
@@ -300,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             bucket = buckets.setdefault(item.src.shape, [])
             bucket.append(item)
-            if len(bucket) == args.batch:
+            if len(bucket) == batch:
                 dispatch(pipe, buckets.pop(item.src.shape))
         for bucket in buckets.values():
             dispatch(pipe, bucket)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bgm_jax.cli.common import (
+    add_devices_argument,
     add_model_arguments,
     add_progress_argument,
     describe_size,
@@ -79,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="H.264 encoder for MP4 outputs, e.g. h264_nvenc (default: libx264)")
     out.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--batch", type=positive_int, default=1, metavar="N",
-                        help="frames matted together; 4-8 raise GPU throughput (default: 1)")
+                        help="frames matted together per device; 4-8 raise GPU throughput (default: 1)")
+    add_devices_argument(parser)
     parser.add_argument("--convert", choices=("device", "host"), default="device",
                         help="where float outputs become uint8 pixels (default: device; host is for comparison)")
     add_progress_argument(parser)
@@ -335,7 +337,6 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
     """
     import contextlib
 
-    import jax
     import jax.numpy as jnp
     import numpy as np
 
@@ -360,7 +361,7 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
             value = target.colour if target.colour is not None else target.image
             target_value = jnp.asarray(value) if convert == "device" else value
 
-    bgr_device = None if align else jax.device_put(np.ascontiguousarray(bgr)[None])  # uploaded once
+    bgr_device = None if align else matting.put(np.ascontiguousarray(bgr)[None], batch=False)  # uploaded once
     bgr_shape = (batch, *size, 3) if align else bgr_device.shape
     start = time.perf_counter()
     compiled = matting.compiled_for((batch, *size, 3), np.uint8, bgr_shape, np.uint8)
@@ -387,7 +388,7 @@ def matte_video(matting, reader, bgr, outputs: list[VideoOutput], *, batch: int 
         stack.callback(sink.close)
         source = frame_batches(reader, batch, targets, align_plate=bgr if align else None)
         # Upload in the decode thread too: the host-to-device copy overlaps the previous batch's compute.
-        source = (dataclasses.replace(item, src=jax.device_put(item.src)) for item in source)
+        source = (dataclasses.replace(item, src=matting.put(item.src)) for item in source)
         with Pipeline(source, sink=sink) as pipe:
             for item in pipe:
                 frame_bgr = item.bgr if align else bgr_device
@@ -426,7 +427,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"video: {info.path} {info.width}x{info.height} at {float(info.fps):.3f} fps{hint}, "
               f"rotation {info.rotation}, audio {info.audio_codec or 'none'}")
         with progress_bar(args, total=info.frame_count_hint, unit="frame", desc="matting") as progress:
-            stats = matte_video(matting, reader, bgr, outputs, batch=args.batch, target=target,
+            # --devices N: N x --batch frames per call, each device mattes --batch of them
+            batch = args.batch * matting.device_count
+            stats = matte_video(matting, reader, bgr, outputs, batch=batch, target=target,
                                 overwrite=args.overwrite, pha_16bit=args.pha_16bit, convert=args.convert,
                                 encoder=args.encoder, align=args.align, progress=progress)
     print(f"video: {stats.frames} frames in {stats.seconds:.2f} s = {stats.fps:.2f} fps end to end "

@@ -126,5 +126,7 @@ def warm_up_device_renderer(compiled_model, products: tuple[str, ...], *, padded
 
     from bgm_jax.inference import MattingResult
 
-    pha, fgr, err, ref = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), compiled_model.out_info)
+    # zeros placed as the model's outputs (split over devices for a data-parallel model)
+    pha, fgr, err, ref = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype, device=s.sharding),
+                                                compiled_model.out_info)
     jax.block_until_ready(render_on_device(MattingResult(pha, fgr, err, ref), products, padded=padded, target=target))

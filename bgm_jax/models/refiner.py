@@ -6,8 +6,9 @@ Everything is static-shaped so it compiles once per input size:
   and returns the cell indices with a validity mask (``prevent_oversampling`` masks cells with zero error;
   thresholding masks cells at or below the threshold).
 - ``crop_patches`` gathers the 8x8 half- and full-resolution windows around each cell (one windowed gather).
-- ``replace_patches`` writes the refined 4x4 blocks back into the bilinearly upsampled coarse output with a
-  scatter over unique cell indices; invalid slots write back the value already there.
+- ``replace_patches`` writes the refined 4x4 blocks back into the bilinearly upsampled coarse output with
+  one windowed scatter over unique cells; invalid slots write back the value already there.
+  Why these formulations (and top-k) suit GPUs: docs/benchmarks.md, "The refiner on GPUs".
 
 Which strategy a mode uses (see ``Refiner.__call__``):
 
@@ -65,52 +66,51 @@ def select_patches(err_q: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     return lax.top_k(flat, k)
 
 
+def cell_windows(indices: jax.Array, grid_width: int, cell: int) -> jax.Array:
+    """Start corners (B * k, 4) = (image, row, column, channel 0) of the windows of flat cell ``indices``
+    (B, k) on a grid ``grid_width`` cells wide, where one cell spans ``cell`` pixels."""
+    rows = (indices // grid_width) * cell
+    cols = (indices % grid_width) * cell
+    batch = jnp.broadcast_to(jnp.arange(indices.shape[0], dtype=indices.dtype)[:, None], indices.shape)
+    return jnp.stack([batch, rows, cols, jnp.zeros_like(indices)], axis=-1).reshape(-1, 4)
+
+
+# Whole-channel windows of one image at each start corner: one batched gather (or scatter) for every
+# patch of every image, which XLA emits as a single kernel on GPUs.
+_WINDOW_GATHER = lax.GatherDimensionNumbers(offset_dims=(1, 2, 3), collapsed_slice_dims=(0,),
+                                            start_index_map=(0, 1, 2, 3))
+_WINDOW_SCATTER = lax.ScatterDimensionNumbers(update_window_dims=(1, 2, 3), inserted_window_dims=(0,),
+                                              scatter_dims_to_operand_dims=(0, 1, 2, 3))
+_IN_BOUNDS = lax.GatherScatterMode.PROMISE_IN_BOUNDS  # every window lies inside the (padded) image
+
+
 def crop_patches(x: jax.Array, indices: jax.Array, grid_width: int, cell: int, pad: int) -> jax.Array:
     """Crop a (cell + 2 pad)-sized square around each selected cell.
 
     ``x`` is (B, H, W, C) at a resolution where one quarter-resolution cell spans ``cell`` pixels;
     ``indices`` (B, k) are flat cell indices on a grid ``grid_width`` cells wide. The window of cell (r, c)
     covers rows ``[cell*r - pad, cell*r + cell + pad)`` (zeros outside the image), likewise columns.
-    Returns (B, k, size, size, C).
+    Returns (B, k, size, size, C), from one batched gather.
     """
     if pad:
         x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     size = cell + 2 * pad
-    rows = (indices // grid_width) * cell
-    cols = (indices % grid_width) * cell
-
-    def crop_one(image, r, c):
-        return lax.dynamic_slice(image, (r, c, 0), (size, size, image.shape[-1]))
-
-    return jax.vmap(jax.vmap(crop_one, in_axes=(None, 0, 0)))(x, rows, cols)
-
-
-def to_cells(x: jax.Array) -> jax.Array:
-    """(B, H, W, C) -> (B, H/4 * W/4, 4, 4, C): one row per quarter-resolution cell."""
-    b, h, w, c = x.shape
-    x = x.reshape(b, h // 4, 4, w // 4, 4, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, (h // 4) * (w // 4), 4, 4, c)
-
-
-def from_cells(cells: jax.Array, height: int, width: int) -> jax.Array:
-    """Inverse of ``to_cells``."""
-    b, _, _, _, c = cells.shape
-    x = cells.reshape(b, height // 4, width // 4, 4, 4, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, height, width, c)
+    starts = cell_windows(indices, grid_width, cell)
+    patches = lax.gather(x, starts, _WINDOW_GATHER, (1, size, size, x.shape[-1]), mode=_IN_BOUNDS)
+    return patches.reshape(*indices.shape, size, size, x.shape[-1])
 
 
 def replace_patches(x: jax.Array, patches: jax.Array, indices: jax.Array, valid: jax.Array) -> jax.Array:
     """Write refined 4x4 ``patches`` (B, k, 4, 4, C) into ``x`` (B, H, W, C) at cells ``indices`` (B, k).
 
-    Slots with ``valid`` False keep what ``x`` already holds. Indices are unique per image (top-k).
+    Slots with ``valid`` False keep what ``x`` already holds. Indices are unique per image (top-k), so
+    one windowed scatter writes each cell once, in place and without atomics, and the image is never
+    reordered into a cell view (two full-resolution transposes fewer).
     """
-    _, height, width, _ = x.shape
-    cells = to_cells(x)
-    batch = jnp.arange(x.shape[0])[:, None]
-    keep = cells[batch, indices]
-    new = jnp.where(valid[..., None, None, None], patches.astype(cells.dtype), keep)
-    cells = cells.at[batch, indices].set(new, unique_indices=True)
-    return from_cells(cells, height, width)
+    starts = cell_windows(indices, x.shape[2] // 4, 4)
+    keep = lax.gather(x, starts, _WINDOW_GATHER, (1, 4, 4, x.shape[-1]), mode=_IN_BOUNDS)
+    new = jnp.where(valid.reshape(-1, 1, 1, 1), patches.reshape(keep.shape).astype(x.dtype), keep)
+    return lax.scatter(x, starts, new, _WINDOW_SCATTER, unique_indices=True, mode=_IN_BOUNDS)
 
 
 def selection_map(indices: jax.Array, valid: jax.Array, num_cells: int) -> jax.Array:
