@@ -5,11 +5,14 @@ as textures and backgrounds), from random weights, sized for a 2-core CPU (about
     bgm-jax build-dataset photo_matting/image --data-dir ~/bgm-jax-data      # ~3 min, no downloads
     python -m train.main --config train/configs/photo_base_mobilenetv2.py --workdir runs/photo_base
 
-Then stage 2, `train/configs/photo_refine_mobilenetv2.py`. The paper's chain scaled down: 256 samples
-(subjects stored at 512 are shrunk to the sample once, never enlarged), crops of 192..256 px in 2 sizes per
-side (4 compiled shapes: buckets are the CPU option), the original recipe's augmentation plus the test
-protocol's plate perturbation on half the samples (the model is judged by that protocol), no pretrained
-backbone (none can be downloaded), so higher learning rates than the original's with a cosine decay.
+Then stage 2, `train/configs/photo_refine_mobilenetv2.py`. The paper's chain scaled down. The base
+network trains at the scale it runs at inside the refine model: stage 2 crops 384..512 px at backbone
+scale 1/4, so the coarse pass sees 96..128 px, as here (the original likewise: base crops 256..511, refine
+crops 1024..2047 at 1/4). 128 px samples (subjects stored at 512 are shrunk once, never enlarged), crops of
+96..128 px in 2 sizes per side (4 compiled shapes: buckets are the CPU option), global batch 16, the
+original recipe's augmentation plus the test protocol's plate perturbation on half the samples (the model
+is judged by that protocol), no pretrained backbone (none can be downloaded), so higher learning rates than
+the original's, with a cosine decay.
 """
 
 from train.config import TrainConfig
@@ -24,14 +27,14 @@ def get_config() -> TrainConfig:
         background_data="photo_matting/image",
         valid_data="photo_matting/image",
         valid_split="test",
-        valid_size=(256, 256),
-        valid_count=8,
-        sample_size=(256, 256),
-        canvas=(344, 344),  # 256 x 4/3: backgrounds are stored up to 4:3 either way round
-        global_batch=8,
-        epochs=3,
+        valid_size=(128, 128),
+        valid_count=16,
+        sample_size=(128, 128),
+        canvas=(172, 172),  # 128 x 4/3: backgrounds are stored up to 4:3 either way round
+        global_batch=16,
+        epochs=6,
         augment="base",
-        crop_size=(192, 256),
+        crop_size=(96, 128),
         crop_sizes_per_side=2,
         plate_perturbation=0.5,
         lr_backbone=1e-3,

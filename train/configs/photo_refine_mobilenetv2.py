@@ -21,6 +21,7 @@ def get_config() -> TrainConfig:
         backbone_scale=0.25,
         refine_sample_pixels=16_000,
         valid_size=(512, 512),
+        valid_count=8,
         sample_size=(512, 512),
         canvas=(688, 688),  # 512 x 4/3
         global_batch=4,
@@ -32,5 +33,6 @@ def get_config() -> TrainConfig:
         lr_decoder=2e-4,
         lr_refiner=6e-4,
         warmup_steps=20,
+        eval_every=100,
         init="checkpoint:runs/photo_base/export",
     )
