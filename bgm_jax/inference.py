@@ -354,7 +354,7 @@ def _repeat_last(x, count: int):
 
 
 def load(
-    checkpoint_dir: str | os.PathLike,
+    checkpoint_dir: str | os.PathLike | None = None,
     *,
     backbone_scale: float | None = None,
     refine_mode: str = "sampling",
@@ -365,7 +365,9 @@ def load(
     compilation_cache: str | os.PathLike | None | bool = None,
     devices: int | str | None = None,
 ) -> Matting:
-    """Load a checkpoint directory (``bgm-jax convert`` writes one) as a callable ``Matting``.
+    """Load a checkpoint directory (``bgm-jax convert`` writes one) as a callable ``Matting``; without
+    one, the model embedded in the package (``bgm_jax.pretrained``: MobileNetV2, trained by this project
+    on synthetic composites; convert the official weights for real footage).
 
     Settings left as None follow the paper's recommendation for each input's resolution.
     ``precision``: ``float32`` (full float32, also on GPUs), ``tf32`` (float32 storage, the backend's
@@ -385,5 +387,10 @@ def load(
     )
     if compilation_cache is not False:
         enable_compilation_cache(None if compilation_cache in (None, True) else compilation_cache)
-    config, variables = load_model(checkpoint_dir)
+    if checkpoint_dir is None:
+        from bgm_jax.pretrained import load_embedded
+
+        config, variables = load_embedded()
+    else:
+        config, variables = load_model(checkpoint_dir)
     return Matting(config, variables, settings, devices=devices)

@@ -299,7 +299,7 @@ def test_model_mode_bad_input_is_one_line_and_exit_2(checkpoint, data_dir, tmp_p
 
 def test_model_options_without_model_and_a_missing_checkpoint_are_exit_2(data_dir, tmp_path):
     code, _, err = run_cli("--pred", tmp_path, "--gt", tmp_path, "--batch", "3", "--backbone-scale", "0.5")
-    assert code == 2 and "--batch, --backbone-scale: only with --model" in err
+    assert code == 2 and "--batch, --backbone-scale: only when evaluating a model" in err
     code, _, err = run_cli("--model", tmp_path / "none", "--dataset", TINY, "--data-dir", data_dir)
     assert code == 2 and "no such checkpoint directory" in err
     code, _, err = run_cli()

@@ -40,14 +40,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, model_required: bool = True) -> None:
+EMBEDDED_MODEL_HELP = ("model directory (written by `bgm-jax convert` or by training); default: the model "
+                       "embedded in bgm-jax, trained on synthetic composites (convert the official weights "
+                       "for real footage)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model and the runtime settings (see the module docstring)."""
     group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model", required=model_required, metavar="DIR",
-        help="model checkpoint directory (written by `bgm-jax convert`)"
-        + ("" if model_required else "; default: random weights (speed is the same)"),
-    )
+    group.add_argument("--model", metavar="DIR", help=EMBEDDED_MODEL_HELP)
     group.add_argument(
         "--backbone-scale", type=float, metavar="S",
         help="scale of the coarse pass, in (0, 0.5] (default: 0.25 up to QHD, 0.125 above, as the paper)",
@@ -117,12 +118,28 @@ def check_model_dir(text: str) -> Path:
 
 
 def load_matting(args: argparse.Namespace):
-    """The ``Matting`` for ``--model`` with the settings given on the command line."""
+    """The ``Matting`` for ``--model`` (the embedded model when it is not given, said in one line on
+    stderr) with the settings given on the command line."""
     import bgm_jax
 
-    path = check_model_dir(args.model)
+    if args.model is None:
+        from bgm_jax import pretrained
+
+        path = None
+        print(f"model: {pretrained.describe()}", file=sys.stderr)
+    else:
+        path = check_model_dir(args.model)
     return bgm_jax.load(path, compilation_cache=args.compilation_cache, devices=getattr(args, "devices", None),
                         **settings_from_args(args))
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """What ``--model`` names, for reports: the directory, or the embedded model."""
+    if args.model is None:
+        from bgm_jax import pretrained
+
+        return f"embedded {pretrained.NAME}"
+    return str(args.model)
 
 
 # ---------------------------------------------------------------------------------------------- random weights

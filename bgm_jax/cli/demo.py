@@ -1,10 +1,11 @@
 """Run background matting end to end on a generated source/background pair (no downloads).
 
 A synthetic subject (soft edges, hair-like strands, a veil, a hole) is composited over a generated
-background; the model mattes it against the clean background and the outputs are written as PNGs.
-With --model, the weights are yours (e.g. converted official weights); without, the model has random
-weights: the pipeline runs for real, but the matte is meaningless. Since the sample comes with ground
-truth, the alpha error against it is printed either way.
+background; the model mattes it against the clean background and the outputs are written as PNGs, with
+strip.png showing source, alpha and composite side by side. Without --model the model embedded in bgm-jax
+mattes it (trained by this project on synthetic composites); --model uses yours (e.g. converted official
+weights); --random-weights shows the pipeline with an untrained network. Since the sample comes with
+ground truth, the alpha error against it is printed.
 """
 
 from __future__ import annotations
@@ -15,17 +16,19 @@ import time
 from bgm_jax.cli.common import add_model_arguments
 from bgm_jax.model_spec import BACKBONES
 
-OUTPUT_NAMES = ("src", "bgr", "com", "pha", "err", "ref")
+OUTPUT_NAMES = ("src", "bgr", "com", "pha", "err", "ref", "strip")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--random-weights", action="store_true",
+                        help="use an untrained network instead of the embedded model (the pipeline, not a matte)")
     parser.add_argument("--backbone", default="mobilenetv2", choices=BACKBONES,
-                        help="backbone of the random-weight model (ignored with --model)")
+                        help="backbone of the --random-weights model")
     parser.add_argument("--size", default="512x512", help="WIDTHxHEIGHT of the generated pair (default 512x512)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated sample")
     parser.add_argument("--out", default="bgm-demo", help="output folder (default ./bgm-demo)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    add_model_arguments(parser, model_required=False)
+    add_model_arguments(parser)
     # the name this option had before it was --model, as in every other command
     parser.add_argument("--checkpoint", dest="model", help=argparse.SUPPRESS)
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from bgm_jax.cli.common import load_matting, parse_size, random_weight_matting, settings_from_args
+    from bgm_jax.cli.common import load_matting, model_name, parse_size, random_weight_matting, settings_from_args
     from bgm_jax.datasets.synthetic import composite, make_sample
     from bgm_jax.errors import InputError
     from bgm_jax.io.atomic import check_can_write
@@ -49,12 +52,14 @@ def run(args: argparse.Namespace) -> int:
     for name in OUTPUT_NAMES:  # before any work: nothing is written when one output is in the way
         check_can_write(out / f"{name}.png", args.overwrite)
 
-    if args.model:
-        matting = load_matting(args)
-        what = f"{args.model} ({matting.config['backbone']})"
-    else:
+    if args.random_weights:
+        if args.model:
+            raise InputError("--random-weights and --model: choose one")
         matting = random_weight_matting(args.backbone, settings_from_args(args), args.compilation_cache)
-        what = f"{args.backbone} with RANDOM weights (pass --model for a real matte)"
+        what = f"{args.backbone} with RANDOM weights (the matte is meaningless; drop --random-weights)"
+    else:
+        matting = load_matting(args)
+        what = f"{model_name(args)} ({matting.config['backbone']})"
 
     # Compiling first checks that the size fits in memory before the sample is generated.
     start = time.perf_counter()
@@ -83,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     write_image(out / "err.png", maps["err"][0], overwrite=args.overwrite)
     if "ref" in maps:
         write_image(out / "ref.png", maps["ref"][0], overwrite=args.overwrite)
+    write_image(out / "strip.png", demo_strip(src, pha, np.asarray(result.fgr[0])), overwrite=args.overwrite)
 
     fields = matting.model_fields(height, width)
     gt = sample["pha"].astype(np.float32) / 255.0
@@ -99,3 +105,23 @@ def run(args: argparse.Namespace) -> int:
     names = ",".join(name for name in OUTPUT_NAMES if name != "ref" or "ref" in maps)
     print(f"outputs:    {out}/{{{names}}}.png")
     return 0
+
+
+def demo_strip(src, pha, fgr, height: int = 256):
+    """Source | alpha | composite over a checkerboard, side by side at ``height`` pixels (uint8 RGB)."""
+    import numpy as np
+    from PIL import Image
+
+    from bgm_jax.io.outputs import to_uint8
+
+    h, w = pha.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    board = np.where(((yy // 16) + (xx // 16)) % 2 == 0, 0.85, 0.6).astype(np.float32)[..., None]
+    a = pha.astype(np.float32)
+    src_f = src.astype(np.float32) / (255.0 if src.dtype == np.uint8 else 1.0)
+    com = a * fgr.astype(np.float32) + (1 - a) * board
+    panels = [to_uint8(src_f), to_uint8(np.repeat(a, 3, axis=-1)), to_uint8(com)]
+    width = max(1, round(w * height / h))
+    resized = [np.asarray(Image.fromarray(p).resize((width, height), Image.Resampling.BILINEAR)) for p in panels]
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    return np.concatenate([resized[0], gap, resized[1], gap, resized[2]], axis=1)

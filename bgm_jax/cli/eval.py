@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--fgr-gt", metavar="DIR", help="folder of ground-truth foregrounds (adds FG MSE)")
 
     model = parser.add_argument_group("evaluating a model")
-    model.add_argument("--model", metavar="CKPT", help="model checkpoint directory (written by `bgm-jax convert`)")
+    model.add_argument("--model", metavar="CKPT", help="model checkpoint directory (written by `bgm-jax convert` "
+                       "or by training); default with --dataset/--dataset-dir: the model embedded in bgm-jax")
     model.add_argument(
         "--dataset", metavar="NAME|DIR",
         help="prepared test set with backgrounds: matting_testset/{aim,distinctions646,photomatte85}, "
@@ -137,19 +138,20 @@ def _given(args: argparse.Namespace, options: dict[str, str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     pred_options, model_options = _given(args, PRED_MODE_OPTIONS), _given(args, MODEL_MODE_OPTIONS)
-    if args.model is not None:
+    if args.model is not None or args.dataset is not None or args.dataset_dir is not None:
         if pred_options:
             raise InputError(
-                f"{', '.join(pred_options)} belong to scoring existing predictions; with --model the predictions "
-                "come from the model and the trimaps from --trimap-mode"
+                f"{', '.join(pred_options)} belong to scoring existing predictions; when evaluating a model "
+                "(--model, --dataset) the predictions come from the model and the trimaps from --trimap-mode"
             )
         return _run_model(args)
     if model_options:
-        raise InputError(f"{', '.join(model_options)}: only with --model CKPT (the model to evaluate)")
+        raise InputError(f"{', '.join(model_options)}: only when evaluating a model (--dataset NAME or "
+                         "--dataset-dir DIR, with --model CKPT or the embedded model)")
     if args.pred is None or args.gt is None:
         raise InputError(
-            "give --pred DIR and --gt DIR to score existing predictions, or --model CKPT with --dataset NAME "
-            "(or --dataset-dir DIR) to evaluate a model"
+            "give --pred DIR and --gt DIR to score existing predictions, or --dataset NAME (or --dataset-dir "
+            "DIR), with --model CKPT or the embedded model, to evaluate a model"
         )
     return _run_folders(args)
 
@@ -184,7 +186,7 @@ def _run_folders(args: argparse.Namespace) -> int:
 
 
 def _run_model(args: argparse.Namespace) -> int:
-    from bgm_jax.cli.common import check_model_dir, load_matting, progress_bar
+    from bgm_jax.cli.common import check_model_dir, load_matting, model_name, progress_bar
     from bgm_jax.evaluation import protocol
 
     if (args.dataset is None) == (args.dataset_dir is None):
@@ -195,7 +197,8 @@ def _run_model(args: argparse.Namespace) -> int:
             raise InputError(f"{', '.join(misplaced)}: only with --dataset NAME, not with --dataset-dir")
     _check_output_path(args.csv, "--csv")
     _check_output_path(args.json, "--json")
-    check_model_dir(args.model)
+    if args.model is not None:
+        check_model_dir(args.model)
     # everything about the data and outputs is checked before the model is loaded and compiled
     test_set = protocol.open_test_set(
         args.dataset, data_dir=args.data_dir, split=args.split or "test", dataset_dir=args.dataset_dir
@@ -205,7 +208,7 @@ def _run_model(args: argparse.Namespace) -> int:
     matting = load_matting(args)
 
     trimap_mode = args.trimap_mode or "closing"
-    sources = {"model": str(args.model), "dataset": test_set.description}
+    sources = {"model": model_name(args), "dataset": test_set.description}
     report = protocol.evaluate_model(
         matting,
         test_set,
