@@ -25,6 +25,7 @@ from train import augment as aug
 from train import losses
 from train.checkpointing import Checkpoints
 from train.config import TrainConfig
+from train.stopping import StopAgreement, StopSignal
 from train.trainer import PRECISIONS, TrainState, learning_rates, make_optimizer, train_step
 
 
@@ -276,8 +277,15 @@ def unreplicate(tree):
     return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = True) -> dict[str, Any]:
-    """Train per ``config`` in ``workdir``; returns the final metrics (and validation before/after)."""
+def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = True,
+                       stop: StopSignal | None = None) -> dict[str, Any]:
+    """Train per ``config`` in ``workdir``; returns the final metrics (and validation before/after).
+
+    With ``stop`` (an installed ``train.stopping.StopSignal``), a SIGINT/SIGTERM ends the run between
+    steps: the latest state is checkpointed (the save waited for) and the result has ``"stopped"``:
+    the signal, the step and the checkpoint's folder (None when no step finished in this run and there
+    was nothing new to save). No model is exported then.
+    """
     from tqdm import tqdm
 
     from bgm_jax.checkpoint import save_model
@@ -368,6 +376,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
         return {"params": s.params, "batch_stats": s.batch_stats}
 
     validation = Validation(eval_model, valid) if valid is not None else None
+    agreement = StopAgreement(stop)
     results: dict[str, Any] = {}
     start_step = int(host_state().step)
     if validation is not None and start_step == 0:
@@ -377,8 +386,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
     keys_wanted = ("fgr", "pha", "bgr", "fgr_valid_hw", "bgr_valid_hw")
     timer, images_seen = time.perf_counter(), 0
     bar = tqdm(total=config.num_steps, initial=start_step, disable=not (progress and is_lead), unit="step")
-    metrics = None
+    metrics, stopped_by = None, 0
     for step in range(start_step, config.num_steps):
+        stopped_by = agreement.signal_to_stop(step)  # the same answer on every process
+        if stopped_by:
+            break
         raw = next(batches)
         batch = put({k: raw[k] for k in keys_wanted})
         state, metrics = step_fn(crop_for_step(config, step))(state, batch)
@@ -405,6 +417,19 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
         if done % config.checkpoint_every == 0 or done == config.num_steps:
             checkpoints.save(done, jax.device_get(host_state()), batches.get_state(), eval_metrics)
     bar.close()
+    if stopped_by:
+        # device_get waits for the step in flight; the pipeline's state is after the batches consumed.
+        stopped_at = jax.device_get(host_state())
+        step = int(stopped_at.step)
+        folder = None
+        if step > start_step and checkpoints.latest_step() != step:
+            checkpoints.save(step, stopped_at, batches.get_state())
+        if checkpoints.latest_step() == step:
+            folder = str(workdir / "checkpoints" / str(step))
+        checkpoints.close()  # waits until the save is on disk, on every process
+        writer.close()
+        results.update(step=step, stopped={"signal": stopped_by, "step": step, "checkpoint": folder})
+        return results
     checkpoints.close()
 
     final = jax.device_get(host_state())
