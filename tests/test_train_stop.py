@@ -171,43 +171,94 @@ def test_a_second_sigint_exits_at_once_without_saving(env, tmp_path):
     assert not [p.name for p in (workdir / "checkpoints").iterdir()]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_two_processes_stop_after_the_same_step_when_only_one_is_signalled(env, tmp_path, signum):
-    """Two CPU processes (gloo collectives) train one global batch; only the second gets the signal.
-    Both stop after the same step, both exit with the signal's code, and the checkpoint they wrote
-    together holds that step. SIGINT goes through our all-reduce of the flags (acted on `LAG` steps
-    later), SIGTERM through JAX's preemption service (`reached_preemption_sync_point`)."""
-    import socket
+AGREEMENT_SCRIPT = """
+import sys, time
+import jax
+from train.stopping import StopAgreement, StopSignal
+with StopSignal() as stop:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+    agreement = StopAgreement(stop)
+    agreement.signal_to_stop(0)  # compiles the all-reduce
+    print("READY", flush=True)
+    for step in range(1, 2000):
+        signum = agreement.signal_to_stop(step)
+        if signum:
+            print("STOP", step, signum, flush=True)
+            break
+        time.sleep(0.01)
+"""
 
-    from train.stopping import LAG
+
+def free_port() -> int:
+    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_two_processes_agree_on_the_stop_step_when_only_one_is_signalled(env, signum):
+    """StopAgreement alone (no model, so seconds): two gloo processes ask at every step and only the
+    second gets the signal; both return it at the same step. SIGINT goes through the all-reduce of the
+    flags, SIGTERM through JAX's preemption service."""
+    address = f"127.0.0.1:{free_port()}"
+    processes = [subprocess.Popen([sys.executable, "-c", AGREEMENT_SCRIPT, address, str(i)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        for p in processes:
+            for line in p.stdout:
+                if line.startswith("READY"):
+                    break
+        time.sleep(0.5)
+        processes[1].send_signal(signum)
+        outputs = [p.communicate(timeout=120)[0] for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    stops = []
+    for p, output in zip(processes, outputs):
+        assert p.returncode == 0, output[-3000:]
+        lines = [line.split() for line in output.splitlines() if line.startswith("STOP")]
+        assert len(lines) == 1, output[-3000:]
+        stops.append((int(lines[0][1]), int(lines[0][2])))
+    assert stops[0] == stops[1], stops  # the same step and signal, though only one process was signalled
+    assert stops[0][1] == signum and stops[0][0] < 1999
+
+
+def test_two_training_processes_stop_after_the_same_step_and_save_together(env, tmp_path):
+    """Two `python -m train.main` processes (gloo collectives) train one global batch; only the second
+    gets SIGINT. Both stop after the same step, `LAG` or more steps after the signal (the flags'
+    all-reduce is read that late), both exit 130, and the checkpoint they wrote together holds the step."""
+    from train.stopping import LAG
+
     workdir = tmp_path / "multi"
-    # No persistent compilation cache here: with it, one process loaded what the other compiled, they
-    # reached Orbax's first barrier more than gloo's 30 s apart on a loaded machine, and both aborted.
+    # No persistent compilation cache here. With it JAX compiles in the first process and ships the
+    # executables to the second through the coordination service; twice on a loaded machine the two
+    # then reached Orbax's first barrier more than gloo's 30 s apart and both aborted.
     env = {k: v for k, v in env.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
-    processes = [start(env, [*train_args(env, workdir), "--set", f"coordinator_address=127.0.0.1:{port}",
+    address = f"127.0.0.1:{free_port()}"
+    processes = [start(env, [*train_args(env, workdir), "--set", f"coordinator_address={address}",
                              "--set", "num_processes=2", "--set", f"process_id={i}"]) for i in range(2)]
     try:
         wait_for(lambda: logged_steps(workdir) >= 2, processes[0])  # the first process writes the metrics
         signalled_after = logged_steps(workdir)
-        processes[1].send_signal(signum)
+        processes[1].send_signal(signal.SIGINT)
         outputs = [p.communicate(timeout=180)[0] for p in processes]
     finally:
         for p in processes:
             if p.poll() is None:
                 p.kill()
-    name = signal.Signals(signum).name
     steps = []
     for p, output in zip(processes, outputs):
-        assert p.returncode == 128 + signum, output[-3000:]
+        assert p.returncode == 130, output[-3000:]
         assert "Traceback" not in output, output[-3000:]
-        lines = [line for line in output.splitlines() if line.startswith(f"{name}: stopped after step")]
+        lines = [line for line in output.splitlines() if line.startswith("SIGINT: stopped after step")]
         assert len(lines) == 1, output[-3000:]
         steps.append(int(lines[0].split("after step ")[1].split(",")[0]))
     assert steps[0] == steps[1]
-    assert signalled_after + (LAG if signum == signal.SIGINT else 0) <= steps[0] < STEPS
+    assert signalled_after + LAG <= steps[0] < STEPS
     state, _ = checkpoint(workdir, steps[0])
     assert int(state["step"]) == steps[0]
