@@ -2,6 +2,7 @@
 few steps, saves a checkpoint, says how to resume and exits 130 / 143; the resumed run ends bit for bit
 where an uninterrupted one does. A second signal exits at once without saving."""
 
+import dataclasses
 import json
 import os
 import shlex
@@ -15,14 +16,25 @@ import jax
 import numpy as np
 import pytest
 
+from train.config import TrainConfig
+
 STEPS = 10
-# The tiny config (MobileNetV2, identity augmentation, no crop) at 64x64, one sample per step, with a
-# warm-up + cosine schedule: the resumed optimizer must continue the schedule, and the logged learning
-# rates change at every step.
+# The tiny config (MobileNetV2, identity augmentation, no crop) at 64x64, one sample per device and step,
+# with a warm-up + cosine schedule: the resumed optimizer must continue the schedule, and the logged
+# learning rates change at every step.
 OVERRIDES = [
-    "canvas=64,64", "per_device_batch=1", "valid_data=", f"num_steps={STEPS}", "log_every=1",
-    "checkpoint_every=1000", "data_threads=1", "schedule=cosine", "warmup_steps=3",
+    "canvas=64,64", "valid_data=", f"num_steps={STEPS}", "log_every=1", "checkpoint_every=1000",
+    "data_threads=1", "schedule=cosine", "warmup_steps=3",
 ]
+
+
+def batch_overrides(processes: int = 1) -> list[str]:
+    """One sample per process (one device each). Written for either form of the config: a per-device
+    batch, or (issue 10's recipe) a global batch and a sample size."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if "global_batch" in fields:
+        return [f"global_batch={processes}", "sample_size=64,64"]
+    return ["per_device_batch=1"]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +52,8 @@ def env(tmp_path_factory):
     }
 
 
-def train_args(env, workdir) -> list[str]:
-    sets = [*OVERRIDES, f"data_dir={env['BGM_TEST_DATA']}"]
+def train_args(env, workdir, processes: int = 1) -> list[str]:
+    sets = [*OVERRIDES, *batch_overrides(processes), f"data_dir={env['BGM_TEST_DATA']}"]
     return ["--config", "train/configs/tiny.py", "--workdir", str(workdir), "--no-progress",
             *[a for s in sets for a in ("--set", s)]]
 
@@ -240,7 +252,7 @@ def test_two_training_processes_stop_after_the_same_step_and_save_together(env, 
     # then reached Orbax's first barrier more than gloo's 30 s apart and both aborted.
     env = {k: v for k, v in env.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
     address = f"127.0.0.1:{free_port()}"
-    processes = [start(env, [*train_args(env, workdir), "--set", f"coordinator_address={address}",
+    processes = [start(env, [*train_args(env, workdir, processes=2), "--set", f"coordinator_address={address}",
                              "--set", "num_processes=2", "--set", f"process_id={i}"]) for i in range(2)]
     try:
         wait_for(lambda: logged_steps(workdir) >= 2, processes[0])  # the first process writes the metrics
