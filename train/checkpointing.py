@@ -15,6 +15,8 @@ import jax
 import numpy as np
 from flax import serialization
 
+from bgm_jax.errors import InputError
+
 
 def _state_tree(state) -> dict[str, Any]:
     tree = serialization.to_state_dict(state)
@@ -64,10 +66,17 @@ class Checkpoints:
             return None
         ocp = self._ocp
         target = _state_tree(template)
-        restored = self.latest.restore(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()),
-        )
+        try:
+            restored = self.latest.restore(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()),
+            )
+        except ValueError:  # Orbax: the saved tree's structure or shapes differ from the template's
+            raise InputError(
+                f"{self.latest.directory / str(step)}: this checkpoint's training state does not fit this run "
+                "(another stage, backbone, precision or optimizer, or an older bgm-jax); resume it with what "
+                "wrote it, or train in a new --workdir"
+            ) from None
         tree = dict(restored["state"])
         if template.dynamic_scale is None:
             tree["dynamic_scale"] = None

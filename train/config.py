@@ -79,7 +79,7 @@ class TrainConfig:
 
     # Loop.
     seed: int = 0
-    parallelism: str = "pmap"  # "pmap" (axis 'batch') or "jit" (batch-sharded arrays)
+    parallelism: str = "jit"  # "jit" (batch-sharded arrays on a Mesh, as JAX recommends) or "pmap" (axis 'batch')
     log_every: int = 50
     image_every: int = 1000
     eval_every: int = 5000

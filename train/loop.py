@@ -26,7 +26,8 @@ from train import augment as aug
 from train import losses
 from train.checkpointing import Checkpoints
 from train.config import TrainConfig
-from train.trainer import TrainState, make_optimizer, train_step
+from train.stopping import StopAgreement, StopSignal
+from train.trainer import TrainState, learning_rates, make_optimizer, train_step
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -179,17 +180,52 @@ def load_validation(config: TrainConfig) -> dict[str, np.ndarray] | None:
     return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
 
 
-def evaluate(eval_model, variables, valid: dict[str, np.ndarray], batch_size: int = 4) -> dict[str, float]:
-    """Whole-image SAD (/1000) and MSE (x1e3) of the predicted alpha, as the paper's units."""
-    apply = jax.jit(lambda v, s, b: eval_model.apply(v, s, b)[0])
-    sad, mse = [], []
-    for start in range(0, len(valid["src"]), batch_size):
-        sl = slice(start, start + batch_size)
-        pha = np.asarray(apply(variables, valid["src"][sl], valid["bgr"][sl]), np.float32)
-        diff = pha - valid["pha"][sl]
-        sad += list(np.abs(diff).sum(axis=(1, 2, 3)) / 1000)
-        mse += list((diff ** 2).mean(axis=(1, 2, 3)) * 1000)
-    return {"valid_sad": float(np.mean(sad)), "valid_mse": float(np.mean(mse))}
+class Validation:
+    """The held-out images and one compiled prediction function for the whole run.
+
+    Every validation and every image grid reuses the same jitted function on batches of one shape
+    (the last batch is padded), so validation compiles once per run, not at every call.
+    """
+
+    def __init__(self, eval_model, valid: dict[str, np.ndarray], batch_size: int = 4):
+        self.valid = valid
+        self.batch_size = batch_size
+        self._predict = jax.jit(lambda variables, src, bgr: eval_model.apply(variables, src, bgr)[:2])
+
+    def predict(self, variables, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted (alpha, foreground) of the first ``count`` (default all) samples, float32 numpy."""
+        n = len(self.valid["src"]) if count is None else min(count, len(self.valid["src"]))
+        pha, fgr = [], []
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            pad = [(0, self.batch_size - (stop - start))] + [(0, 0)] * 3
+            src, bgr = (np.pad(self.valid[k][start:stop], pad) for k in ("src", "bgr"))
+            out = self._predict(variables, src, bgr)
+            pha.append(np.asarray(out[0], np.float32)[: stop - start])
+            fgr.append(np.asarray(out[1], np.float32)[: stop - start])
+        return np.concatenate(pha), np.concatenate(fgr)
+
+    def scores(self, variables) -> dict[str, float]:
+        """Mean whole-image SAD and MSE of the predicted alpha, in the paper's units (SAD / 1000, MSE x 1e3),
+        computed by ``bgm_jax.evaluation.metrics`` with every pixel in the unknown region."""
+        from bgm_jax.evaluation import metrics
+
+        pha, _ = self.predict(variables)
+        sad, mse = [], []
+        for pred, true in zip(pha[..., 0], self.valid["pha"][..., 0]):
+            everywhere = np.full(true.shape, metrics.UNKNOWN, np.uint8)
+            sad.append(metrics.sad(pred, true, everywhere))
+            mse.append(metrics.mse(pred, true, everywhere))
+        return {"valid_sad": float(np.mean(sad)), "valid_mse": float(np.mean(mse))}
+
+    def grid(self, variables, count: int = 4) -> list[list[np.ndarray]]:
+        """Rows of source, background, true alpha, predicted alpha, foreground, composite over green."""
+        pha, fgr = self.predict(variables, count)
+        green = np.array([120, 255, 155], np.float32) / 255
+        grey = lambda a: np.repeat(a, 3, axis=-1)  # noqa: E731
+        v = self.valid
+        return [[v["src"][i], v["bgr"][i], grey(v["pha"][i]), grey(pha[i]), fgr[i],
+                 pha[i] * fgr[i] + (1 - pha[i]) * green] for i in range(len(pha))]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -237,18 +273,6 @@ class MetricWriter:
             self.tb.close()
 
 
-def prediction_grid(eval_model, variables, valid, count: int = 4) -> list[list[np.ndarray]]:
-    out = jax.jit(eval_model.apply)(variables, valid["src"][:count], valid["bgr"][:count])
-    pha, fgr = np.asarray(out[0], np.float32), np.asarray(out[1], np.float32)
-    green = np.array([120, 255, 155], np.float32) / 255
-    rows = []
-    for i in range(len(pha)):
-        grey = lambda a: np.repeat(a, 3, axis=-1)  # noqa: E731
-        rows.append([valid["src"][i], valid["bgr"][i], grey(valid["pha"][i]), grey(pha[i]), fgr[i],
-                     pha[i] * fgr[i] + (1 - pha[i]) * green])
-    return rows
-
-
 # ------------------------------------------------------------------------------------------------------
 # The loop
 
@@ -264,8 +288,15 @@ def unreplicate(tree):
     return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = True) -> dict[str, Any]:
-    """Train per ``config`` in ``workdir``; returns the final metrics (and validation before/after)."""
+def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = True,
+                       stop: StopSignal | None = None) -> dict[str, Any]:
+    """Train per ``config`` in ``workdir``; returns the final metrics (and validation before/after).
+
+    With ``stop`` (an installed ``train.stopping.StopSignal``), a SIGINT/SIGTERM ends the run between
+    steps: the latest state is checkpointed (the save waited for) and the result has ``"stopped"``:
+    the signal, the step and the checkpoint's folder (None when no step finished in this run and there
+    was nothing new to save). No model is exported then.
+    """
     from tqdm import tqdm
 
     from bgm_jax.checkpoint import save_model
@@ -362,17 +393,22 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
     def variables_of(s):
         return {"params": s.params, "batch_stats": s.batch_stats}
 
+    validation = Validation(eval_model, valid) if valid is not None else None
+    agreement = StopAgreement(stop)
     results: dict[str, Any] = {}
     start_step = int(host_state().step)
-    if valid is not None and start_step == 0:
-        results["valid_before"] = evaluate(eval_model, variables_of(host_state()), valid)
+    if validation is not None and start_step == 0:
+        results["valid_before"] = validation.scores(variables_of(host_state()))
         writer.scalars(0, results["valid_before"])
 
     keys_wanted = ("fgr", "pha", "bgr", "fgr_valid_hw", "bgr_valid_hw")
     timer, images_seen = time.perf_counter(), 0
     bar = tqdm(total=num_steps, initial=start_step, disable=not (progress and is_lead), unit="step")
-    metrics = None
+    metrics, stopped_by = None, 0
     for step in range(start_step, num_steps):
+        stopped_by = agreement.signal_to_stop(step)  # the same answer on every process
+        if stopped_by:
+            break
         raw = next(batches)
         batch = put({k: raw[k] for k in keys_wanted})
         state, metrics = step_fn(crop_for_step(config, step))(state, batch)
@@ -383,21 +419,35 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
             values = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
             now = time.perf_counter()
             values["images_per_second"] = images_seen / max(now - timer, 1e-9)
-            values["learning_rate_decoder"] = float(config.lr_decoder)
+            for group, lr in jax.device_get(learning_rates(host_state().opt_state)).items():
+                values[f"learning_rate_{group}"] = float(np.mean(lr))
             timer, images_seen = now, 0
             writer.scalars(done, values)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
             results["train"] = values
         eval_metrics = None
-        if valid is not None and (done % config.eval_every == 0 or done == num_steps):
-            eval_metrics = evaluate(eval_model, variables_of(host_state()), valid)
+        if validation is not None and (done % config.eval_every == 0 or done == num_steps):
+            eval_metrics = validation.scores(variables_of(host_state()))
             writer.scalars(done, eval_metrics)
             results["valid"] = eval_metrics
-        if valid is not None and (done % config.image_every == 0 or done == num_steps):
-            writer.image_grid(done, prediction_grid(eval_model, variables_of(host_state()), valid))
+        if validation is not None and (done % config.image_every == 0 or done == num_steps):
+            writer.image_grid(done, validation.grid(variables_of(host_state())))
         if done % config.checkpoint_every == 0 or done == num_steps:
             checkpoints.save(done, jax.device_get(host_state()), batches.get_state(), eval_metrics)
     bar.close()
+    if stopped_by:
+        # device_get waits for the step in flight; the pipeline's state is after the batches consumed.
+        stopped_at = jax.device_get(host_state())
+        step = int(stopped_at.step)
+        folder = None
+        if step > start_step and checkpoints.latest_step() != step:
+            checkpoints.save(step, stopped_at, batches.get_state())
+        if checkpoints.latest_step() == step:
+            folder = str(workdir / "checkpoints" / str(step))
+        checkpoints.close()  # waits until the save is on disk, on every process
+        writer.close()
+        results.update(step=step, stopped={"signal": stopped_by, "step": step, "checkpoint": folder})
+        return results
     checkpoints.close()
 
     final = jax.device_get(host_state())

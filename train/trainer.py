@@ -87,11 +87,23 @@ def make_optimizer(
             return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup_steps), base], [warmup_steps])
         return base
 
-    transforms = {group: optax.adam(scheduled(lr), b1=0.9, b2=0.999, eps=1e-8) for group, lr in learning_rates.items()}
+    # inject_hyperparams keeps each group's learning rate of its last update in the optimizer state, so
+    # what is logged is what the step used (`learning_rates`); the other arguments stay static constants.
+    adam = optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps", "eps_root", "nesterov"))
+    transforms = {group: adam(learning_rate=scheduled(lr), b1=0.9, b2=0.999, eps=1e-8)
+                  for group, lr in learning_rates.items()}
     tx = optax.multi_transform(transforms, param_labels=lambda p: {k: jax.tree_util.tree_map(lambda _: k, v) for k, v in p.items()})
     if grad_clip_norm:
         tx = optax.chain(optax.clip_by_global_norm(grad_clip_norm), tx)
     return tx
+
+
+def learning_rates(opt_state: optax.OptState) -> dict[str, jax.Array]:
+    """Each module group's learning rate as its last update applied it: the schedule's value at that
+    update's step (a float16 step skipped for overflow leaves it unchanged). Before the first update,
+    the schedule's value at step 0."""
+    groups = optax.tree_utils.tree_get(opt_state, "inner_states")
+    return {group: optax.tree_utils.tree_get(state, "hyperparams")["learning_rate"] for group, state in groups.items()}
 
 
 def example_keys(key: jax.Array, step: jax.Array, batch_size: int, axis_name: str | None) -> jax.Array:
