@@ -164,8 +164,16 @@ def load_validation(config: TrainConfig) -> dict[str, np.ndarray] | None:
     from bgm_jax.datasets import images
 
     source = open_source(config.valid_data, config.valid_split, config.data_dir)
-    backgrounds = source if config.valid_data == config.background_data else open_source(
-        config.background_data, config.valid_split, config.data_dir)
+    if config.valid_data == config.background_data:
+        backgrounds = source
+    else:
+        try:
+            backgrounds = open_source(config.background_data, config.valid_split, config.data_dir)
+        except InputError:  # a background folder without split subfolders has one split: the training one
+            backgrounds = open_source(config.background_data, config.background_split, config.data_dir)
+            if jax.process_index() == 0:
+                print(f"validation: {config.background_data} has no {config.valid_split!r} split; "
+                      f"composited over its {config.background_split!r} backgrounds")
     out = {"src": [], "bgr": [], "pha": []}
     for i in range(min(config.valid_count, len(source))):
         record = source[i]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 from bgm_jax.cli.common import add_progress_argument
@@ -87,8 +88,11 @@ def _build(args: argparse.Namespace, catalog) -> int:
             kwargs["include"] = _read_names(args.include)
     config = _synthetic_config(args, builder_name, config_name)
     name = args.name if config is None else f"{builder_name}/{config.name}"
+    def expand(path):  # a quoted ~ reaches us unexpanded: mean the home folder, never a folder named "~"
+        return None if path is None else os.path.expanduser(path)
+
     builder = catalog.build_dataset(
-        name if config is None else builder_name, args.data_dir, manual_dir=args.manual_dir,
+        name if config is None else builder_name, expand(args.data_dir), manual_dir=expand(args.manual_dir),
         overwrite=args.overwrite, config=config, **kwargs,
     )
     splits = ", ".join(f"{split}: {info.num_examples}" for split, info in sorted(builder.info.splits.items()))
