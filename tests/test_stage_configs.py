@@ -59,8 +59,8 @@ def fake_sources(root: Path) -> dict[str, Path]:
         _image(backgrounds / f"b{i}.jpg", s["bgr"])
     photos, distinctions = root / "my_photomattes", root / "Distinctions-646"
     for i, s in enumerate(samples[:4]):
-        _image(photos / "fgr" / f"p{i}.jpg", s["fgr"])
-        _image(photos / "pha" / f"p{i}.png", s["pha"])
+        _image(photos / ("train" if i < 3 else "test") / "fgr" / f"p{i}.jpg", s["fgr"])
+        _image(photos / ("train" if i < 3 else "test") / "pha" / f"p{i}.png", s["pha"])
         split = "Train" if i < 3 else "Test"
         _image(distinctions / split / "FG" / f"d{i}.png", s["fgr"])
         _image(distinctions / split / "GT" / f"d{i}.png", s["pha"])

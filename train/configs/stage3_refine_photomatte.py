@@ -1,5 +1,6 @@
 """Stage 3: base + refiner on PhotoMatte13K (never released: use your own image-matting folder), 25 epochs.
-Stage 2's settings on another dataset.
+Stage 2's settings on another dataset. The folder holds train/{fgr,pha}/ and test/{fgr,pha}/ (matching
+names; the test split is the validation set; without one, add --set valid_data=).
 
     bgm-jax build-dataset image_matting/folder --manual-dir /data/my_photomattes --data-dir ~/bgm-jax-data
     python -m train.main --config train/configs/stage3_refine_photomatte.py --workdir runs/stage3 \
