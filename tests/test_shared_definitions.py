@@ -38,12 +38,12 @@ def test_every_module_uses_the_one_definition_of_the_names():
     from bgm_jax import inference, models
     from bgm_jax.cli import build_parser, common
     from bgm_jax.models import layers, refiner
-    from train import config, trainer
+    from train import config, loop
 
     assert models.BACKBONES is common.BACKBONES is model_spec.BACKBONES
     assert models.REFINE_MODES is refiner.REFINE_MODES is inference.REFINE_MODES is model_spec.REFINE_MODES
     assert common.PRECISIONS is inference.PRECISIONS is config.PRECISIONS is model_spec.PRECISIONS
-    assert trainer.PRECISIONS is layers.COMPUTE_DTYPES
+    assert loop.COMPUTE_DTYPES is layers.COMPUTE_DTYPES
     assert tuple(layers.COMPUTE_DTYPES) == model_spec.PRECISIONS
     # what the command line offers is the same list
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bgm_jax.errors import InputError
+from bgm_jax.bilinear import bilinear_taps
 
 OPSET = 17
 PRECISION_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -80,13 +81,11 @@ class MattingGraph:
 
     def resize_bilinear(self, x: str, size_in: tuple[int, int], size_out: tuple[int, int]) -> str:
         """``models.layers.resize_bilinear`` on NCHW: per axis, x[lo] * w_lo + x[hi] * w_hi."""
-        from bgm_jax.models.layers import _bilinear_taps
-
         g = self.g
         for axis, n_in, n_out in ((2, size_in[0], size_out[0]), (3, size_in[1], size_out[1])):
             if n_in == n_out:
                 continue
-            lo, hi, w_lo, w_hi = _bilinear_taps(n_in, n_out)
+            lo, hi, w_lo, w_hi = bilinear_taps(n_in, n_out)
             shape = [1, 1, 1, 1]
             shape[axis] = n_out
             a = g.op("Gather", [x, g.const(lo.astype(np.int64), "resize_lo")], "take_lo", axis=axis)
