@@ -6,7 +6,7 @@ CPU: convolutions and matrix products run as YNNPACK fusions
 On this network's small-channel convolutions that is 2-4x less CPU time (the refiner's 42 -> 24 conv at
 half resolution: 93 -> 26 ms at 512x512), parallel over the same thread pool; adding YNNPACK's
 elementwise or reduction fusions made the model slower, so only dots and convolutions go there
-(docs/benchmarks.md, "CPU: where the time went"). Options are per compilation: other JAX code in the
+(docs/benchmarks.md, "What changed for the CPU"). Options are per compilation: other JAX code in the
 process keeps XLA's defaults. Other platforms get none. A jaxlib that does not know an option (YNNPACK
 fusions are recent in XLA) gets none either, found by compiling a one-op function once per process.
 Needs jax only.
