@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bgm_jax.checkpoint import build_model, load_model
+from bgm_jax.compile_options import compiler_options
 from bgm_jax.errors import InputError
 from bgm_jax.memory import check_call_fits, is_out_of_memory, out_of_memory_error
 from bgm_jax.model_spec import MATMUL_PRECISIONS, PRECISIONS, REFINE_MODES, padded_size
@@ -288,7 +289,9 @@ class Matting:
 
     def _build(self, src_shape, src_dtype, bgr_shape, bgr_dtype):
         try:
-            compiled = self._lower(src_shape, src_dtype, bgr_shape, bgr_dtype).compile()
+            # XLA options per platform (bgm_jax.compile_options): YNNPACK convolutions on CPUs.
+            lowered = self._lower(src_shape, src_dtype, bgr_shape, bgr_dtype)
+            compiled = lowered.compile(compiler_options(self.devices[0].platform))
         except Exception as e:
             if is_out_of_memory(e):
                 raise out_of_memory_error(e, shape=src_shape, precision=self.settings.precision) from e

@@ -151,13 +151,15 @@ def test_stablehlo_nchw_uint8_with_a_fixed_batch_equals_the_live_model_exactly(t
 # ---------------------------------------------------------------------------------------------- ONNX parity
 
 # 64x64 at backbone scale 1/4: 256 quarter-resolution cells. 20 cells take the patch path (gather,
-# scatter); 100 cells are above the model's dense fraction (0.2), so they take the full pass + mask.
+# scatter); 100 cells the hybrid path (first stage over the image, second on patches), 200 cells the image
+# pass + mask (refiner.patch_strategy).
 # Random weights give very different error maps per backbone (from 1% to 99% of the cells above 0), so
 # thresholding's threshold is taken between two error values of the images (no near-ties).
 SIZE = 64
 CASES = {
     "sampling": {"refine_mode": "sampling", "refine_sample_pixels": 16 * 20},
     "sampling-large": {"refine_mode": "sampling", "refine_sample_pixels": 16 * 100},
+    "sampling-most-cells": {"refine_mode": "sampling", "refine_sample_pixels": 16 * 200},
     "sampling-all-cells": {"refine_mode": "sampling", "refine_sample_pixels": 16 * 256,
                            "refine_prevent_oversampling": False},
     "thresholding": {"refine_mode": "thresholding"},

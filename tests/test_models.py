@@ -127,7 +127,7 @@ def test_full_mode_equals_sampling_with_every_cell_selected(kernel_size):
     # The gather/scatter path with a capacity of every cell and a threshold nothing falls below.
     patches = MattingRefine(
         refine_mode="thresholding", refine_threshold=-1.0, refine_threshold_capacity=NUM_CELLS,
-        refine_dense_fraction=1.0, **model_kwargs
+        refine_strategy="patches", **model_kwargs
     ).apply(v, src, bgr)
     # Sampling with k larger than the number of cells: refines everything instead of crashing.
     sampling = MattingRefine(
@@ -143,10 +143,13 @@ def test_partial_selection_equals_full_inside_cells_and_upsampled_coarse_elsewhe
     src, bgr = random_pair(6)
     k = 40
     full = run(variables, src, bgr, refine_mode="full")
-    part = run(variables, src, bgr, refine_sample_pixels=16 * k, refine_dense_fraction=1.0)  # patches
-    dense = run(variables, src, bgr, refine_sample_pixels=16 * k, refine_dense_fraction=0.0)  # full + mask
-    for a, b in zip(part, dense):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    part = run(variables, src, bgr, refine_sample_pixels=16 * k, refine_strategy="patches")
+    # The other eval strategies refine the same cells the same way: the first stage over the image and
+    # the second on patches, or both over the image and a mask.
+    for strategy in ("hybrid", "image"):
+        other = run(variables, src, bgr, refine_sample_pixels=16 * k, refine_strategy=strategy)
+        for a, b in zip(part, other):
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=strategy)
     pha_sm, fgr_sm, err_sm, ref_sm = part[2], part[3], part[4], part[5]
     assert ref_sm.shape == (2, H // 4, W // 4, 1)
     # Exactly k cells per image, and they are the top-k of the (identity-resized) error map.
@@ -187,7 +190,7 @@ def test_thresholding_refines_exactly_the_cells_above_the_threshold(variables):
     # ...and a smaller one refines the `capacity` cells of largest error.
     small = run(
         variables, src, bgr, refine_mode="thresholding", refine_threshold=threshold, refine_threshold_capacity=5,
-        refine_dense_fraction=1.0,
+        refine_strategy="patches",
     )
     np.testing.assert_array_equal(np.asarray(small[5]).reshape(2, -1).sum(1), [5, 5])
 
@@ -397,6 +400,55 @@ def test_bilinear_resize_matches_pytorch_coordinates(shape, size):
     np.testing.assert_allclose(resize_bilinear(x, size), expected, atol=2e-6)
 
 
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), (2, 2)])
+@pytest.mark.parametrize("height, width", [(9, 14), (10, 7)])
+def test_depthwise_taps_equal_the_grouped_convolution(stride, dilation, height, width):
+    """MobileNetV2's CPU formulation of its 3x3 depthwise convolutions (nine shifted multiply-adds)
+    against the feature_group_count convolution the other platforms run, odd sizes included."""
+    from bgm_jax.models.mobilenetv2 import depthwise_taps
+
+    x = jax.random.normal(jax.random.key(0), (2, height, width, 5))
+    kernel = jax.random.normal(jax.random.key(1), (3, 3, 1, 5))
+    expected = jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), ((dilation, dilation),) * 2, rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=5, precision="highest")
+    got = depthwise_taps(x, kernel, stride, dilation)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("height, width", [(4, 4), (5, 7)])
+def test_upsampled_conv_equals_convolving_the_nearest_upsampled_input(height, width):
+    """The refiner's conv3 on the 2x nearest-upsampled first stage, computed as four 2x2 phase
+    convolutions at the lower resolution (refiner.upsampled_conv)."""
+    from bgm_jax.models.layers import upsample_nearest_2x
+    from bgm_jax.models.refiner import conv_valid, upsampled_conv
+
+    x = jax.random.normal(jax.random.key(2), (3, height, width, 16))
+    kernel = jax.random.normal(jax.random.key(3), (3, 3, 16, 12))
+    with jax.default_matmul_precision("highest"):
+        expected = conv_valid(upsample_nearest_2x(x), kernel, jnp.float32)
+        got = upsampled_conv(x, kernel, jnp.float32)
+    assert got.shape == expected.shape == (3, 2 * height - 2, 2 * width - 2, 12)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_patch_strategy_takes_patches_for_small_selections_and_the_image_for_large_ones():
+    from bgm_jax.models.refiner import patch_strategy
+
+    # The paper's settings: 5,000 patches of 129,600 cells at HD, of 16,384 at 512x512.
+    assert patch_strategy(5_000, 129_600) == "patches"
+    assert patch_strategy(20_000, 518_400) == "patches"  # 4K, 320,000 sample pixels
+    assert patch_strategy(5_000, 16_384) == "hybrid"
+    assert patch_strategy(12_000, 16_384) == "image"
+    # The cost of the choice never decreases as the selection grows: patches, then hybrid, then image.
+    order = [patch_strategy(k, 16_384) for k in range(0, 16_385, 64)]
+    assert order == sorted(order, key=["patches", "hybrid", "image"].index)
+    assert patch_strategy(5_000, 16_384, strategy="patches") == "patches"  # forced
+    assert patch_strategy(100, 16_384, kernel_size=1) == "patches"
+    assert patch_strategy(10_000, 16_384, kernel_size=1) == "image"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Patch selection on a float32 error map whatever the compute dtype
 
@@ -407,7 +459,7 @@ def near_tie_refine_case(dtype):
     they all tie at 0.5. Values and the resizes are exact in both dtypes, so a float32 error map gives
     identical errors, hence identical selections."""
     model = MattingRefine("mobilenetv2", backbone_scale=0.5, refine_sample_pixels=16 * 40,
-                          refine_prevent_oversampling=False, refine_dense_fraction=1.0, dtype=dtype)
+                          refine_prevent_oversampling=False, refine_strategy="patches", dtype=dtype)
     v = np.random.default_rng(0).permutation(256).astype(np.float32).reshape(16, 16) / 256
     src = np.repeat(np.repeat(v, 4, axis=0), 4, axis=1)[None, :, :, None] * np.ones((1, 1, 1, 3), np.float32)
     bgr = np.zeros_like(src)

@@ -38,6 +38,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import torch_reference as ref  # noqa: E402
 from bgm_jax.checkpoint import build_model, load_model, save_model  # noqa: E402
+from bgm_jax.compile_options import compiler_options  # noqa: E402
 from bgm_jax.convert.convert import convert_checkpoint, export_torch  # noqa: E402
 
 PARITY_TOLERANCE = 1e-4  # max |JAX - PyTorch| allowed for every float32 output
@@ -190,6 +191,13 @@ def print_measured_differences():
         print(f"{case:<40}" + "".join(f"{diffs[o]:>10.2e}" if o in diffs else f"{'':>10}" for o in outputs))
 
 
+def apply_compiled(model, variables, *inputs):
+    """``model.apply`` compiled as ``bgm_jax.load`` compiles it: with ``bgm_jax.compile_options`` (YNNPACK
+    convolutions on CPUs), so the parity covers the shipped kernels."""
+    lowered = jax.jit(model.apply).lower(variables, *inputs)
+    return lowered.compile(compiler_options(jax.devices()[0].platform))(variables, *inputs)
+
+
 def nhwc(t: torch.Tensor) -> np.ndarray:
     return t.permute(0, 2, 3, 1).contiguous().numpy()
 
@@ -291,7 +299,7 @@ def test_converted_matting_refine_matches_pytorch_within_1e_4_with_the_same_refi
         refine_threshold=threshold if threshold is not None else 0.1,
         refine_prevent_oversampling=bool(case.prevent_oversampling),
     )
-    ours = jax.jit(model.apply)(variables, nhwc(src), nhwc(bgr))
+    ours = apply_compiled(model, variables, nhwc(src), nhwc(bgr))
     compare(case_name, ours, expected, REFINE_OUTPUTS)
 
     refined = nhwc(expected[5]).reshape(BATCH, -1).sum(axis=1)
@@ -312,7 +320,7 @@ def test_converted_matting_base_matches_pytorch_within_1e_4_at_an_odd_size(conve
         expected = converted["resnet50-base"].torch_model(src, bgr)
     config, variables = jax_weights("resnet50-base")
     assert config["model_type"] == "base" and config["backbone"] == "resnet50"
-    ours = jax.jit(build_model(config).apply)(variables, nhwc(src), nhwc(bgr))
+    ours = apply_compiled(build_model(config), variables, nhwc(src), nhwc(bgr))
     compare("resnet50-base", ours, expected, BASE_OUTPUTS)
 
 

@@ -86,7 +86,7 @@ def test_matting_refine_takes_its_refiner_defaults_and_checks_from_the_refiner()
     from bgm_jax.models import MattingRefine, Refiner
 
     for field in ("mode", "sample_pixels", "threshold", "kernel_size", "prevent_oversampling",
-                  "threshold_capacity", "dense_fraction"):
+                  "threshold_capacity", "strategy"):
         assert getattr(MattingRefine, f"refine_{field}") == getattr(Refiner, field), field
     # one check, at construction, for both (the Refiner used to check only when called)
     with pytest.raises(ValueError, match="unknown refine mode 'bogus'"):

@@ -16,7 +16,8 @@ or float input, edge padding to a multiple of 4, cropping back), for one static 
 - sampling: ``TopK`` of the quarter-resolution error per image (ties to the lower index, as
   ``lax.top_k``); 8x8 windows gathered with one ``Gather`` on the flattened, zero-padded feature map
   (batch offsets included, so batch > 1 is correct, unlike the original's ONNX files); refined 4x4
-  blocks written back with ``ScatterND`` over unique cell indices;
+  blocks written back with ``ScatterND`` over unique cell indices; the selection is refined on patches,
+  hybrid or over the image as the model decides (``models.refiner.patch_strategy``);
 - thresholding (eval): full-image refinement + mask ``err > threshold``, as the model;
 - the batch dimension is symbolic (``batch``) unless the export fixes it.
 
@@ -315,28 +316,45 @@ class MattingGraph:
         selected = g.op("ScatterND", [zeros, cell_index, valid_float], "selected")
         selected = g.op("Reshape", [selected, g.ints([-1, 1, hq, wq])], "selected_map")
 
-        if capacity > m.refine_dense_fraction * cells:
+        from bgm_jax.models.refiner import patch_strategy
+
+        strategy = patch_strategy(capacity, cells, k, m.refine_strategy)
+        if strategy == "image":
             mask = g.op("Cast", [selected], "selected_bool", to=_onnx_type(bool))
             out, _ = masked(mask)
             return out, selected
 
         pad_half, pad_full = (3, 2) if k == 3 else (0, 0)
-        # half: hid (32) + pha (1) + fgr (3) + src (3) + bgr (3) = 42 channels; src_bgr: 6.
-        x = self.crop_patches(half, 42, half_size, indices, wq, cell=2, pad=pad_half)
         y = self.crop_patches(src_bgr, 6, (height, width), indices, wq, cell=4, pad=pad_full)
-        x = self.refiner_first(x)  # 8x8 -> 4x4 (kernel 3) or 2x2 -> 2x2 (kernel 1)
+        if strategy == "hybrid":
+            # The first stage over the padded half-resolution image keeps 1 (kernel 3) real pixel around
+            # it; each cell's 4x4 (2x2) window of that output starts at the cell's own corner.
+            margin = pad_half - 2 * (k // 2)
+            first = half
+            if pad_half:
+                first = g.op("Pad", [half, g.ints([0, 0, pad_half, pad_half, 0, 0, pad_half, pad_half])],
+                             "half_padded")
+            first = self.refiner_first(first)
+            first_size = (half_size[0] + 2 * margin, half_size[1] + 2 * margin)
+            x = self.crop_patches(first, 16, first_size, indices, wq, cell=2, pad=0, window=2 + 2 * margin)
+        else:
+            # half: hid (32) + pha (1) + fgr (3) + src (3) + bgr (3) = 42 channels; src_bgr: 6.
+            x = self.crop_patches(half, 42, half_size, indices, wq, cell=2, pad=pad_half)
+            x = self.refiner_first(x)  # 8x8 -> 4x4 (kernel 3) or 2x2 -> 2x2 (kernel 1)
         x = self.repeat_spatial(x, 16, (4, 4) if k == 3 else (2, 2), 2)
         patches = self.refiner_second(x, y)  # (B*capacity, 4, 4, 4)
         out = self.replace_patches(coarse, patches, cell_index, valid_flat, height, width)
         return out, selected
 
     def crop_patches(self, x: str, channels: int, size: tuple[int, int], indices: str, grid_width: int, *,
-                     cell: int, pad: int) -> str:
+                     cell: int, pad: int, window: int | None = None) -> str:
         """``refiner.crop_patches`` on NCHW: the (cell + 2 pad)^2 window of each selected cell, zero
-        outside the image, as one Gather on the flattened map. Returns (B * capacity, C, size, size)."""
+        outside the image, as one Gather on the flattened map. Returns (B * capacity, C, size, size).
+        ``window`` (with ``pad=0``) crops windows of that size starting at the cells' corners instead
+        (``refiner.crop_windows``)."""
         g = self.g
         h, w = size[0] + 2 * pad, size[1] + 2 * pad
-        window = cell + 2 * pad
+        window = cell + 2 * pad if window is None else window
         if pad:
             x = g.op("Pad", [x, g.ints([0, 0, pad, pad, 0, 0, pad, pad])], "padded")
         rows = g.op("Mul", [g.op("Div", [indices, g.const(np.int64(grid_width))]), g.const(np.int64(cell))])

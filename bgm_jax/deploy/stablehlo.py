@@ -117,7 +117,11 @@ class ExportedMatting:
         with np.load(self.path / WEIGHTS_FILE) as npz:
             self.weights = jax.device_put([npz[f"arr_{i:05d}"] for i in range(len(npz.files))])
         self.outputs: list[str] = list(self.meta["outputs"])
-        self._call = jax.jit(self.exported.call)
+        from bgm_jax.compile_options import compiler_options
+
+        # The live model's XLA options, so that the round trip stays exact on this platform.
+        platform = jax.devices()[0].platform
+        self._call = jax.jit(self.exported.call, compiler_options=compiler_options(platform))
 
     def _check(self, name: str, x) -> None:
         spec = self.meta["inputs"][name]

@@ -84,6 +84,7 @@ class BatchNorm(nn.Module):
 
     ``mask`` broadcasts against ``x.shape[:-1] + (1,)``; None selects everything. ``n`` is the number of
     selected entries per channel over all replicas (the refiner's patches count as their pixels).
+    ``use_running_average`` given at the call overrides the field (for modules built in ``setup``).
     """
 
     use_running_average: bool = False
@@ -94,14 +95,17 @@ class BatchNorm(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None,
+                 use_running_average: bool | None = None) -> jax.Array:
+        if use_running_average is None:
+            use_running_average = self.use_running_average
         features = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
 
-        if self.use_running_average:
+        if use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
             x32 = x.astype(jnp.float32)

@@ -109,9 +109,10 @@ class MattingRefine(nn.Module):
     ``refine_threshold_capacity`` only matters for ``refine_mode='thresholding'``: None computes the exact
     result in eval (full refinement + mask) and uses ``refine_sample_pixels // 16`` patches in training;
     an integer is a static number of patches in both (see ``bgm_jax.models.refiner``).
-    ``refine_dense_fraction``: in eval, a selection covering more than this fraction of the quarter-
-    resolution cells is refined by the full-image convs plus a mask (identical output, less work);
-    1.0 always uses patches. ``aspp_dropout`` is the ASPP's training-time dropout rate (0.5 as the original).
+    ``refine_strategy``: in eval, how a top-k selection is refined: "patches" (the original's 8x8 windows),
+    "hybrid" (first stage over the image, second on patches), "image" (both over the image, masked) or
+    "auto" (the cheapest for the selection's share of the cells; identical outputs, see
+    ``bgm_jax.models.refiner``). ``aspp_dropout`` is the ASPP's training-time dropout rate (0.5 as the original).
 
     The ``refine_*`` fields are the ``Refiner``'s, under the original's constructor names: their defaults
     and checks live in ``bgm_jax.models.refiner`` only.
@@ -125,7 +126,7 @@ class MattingRefine(nn.Module):
     refine_kernel_size: int = Refiner.kernel_size
     refine_prevent_oversampling: bool = Refiner.prevent_oversampling
     refine_threshold_capacity: int | None = Refiner.threshold_capacity
-    refine_dense_fraction: float = Refiner.dense_fraction
+    refine_strategy: str = Refiner.strategy
     aspp_dropout: float = 0.5
     dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None
@@ -135,7 +136,7 @@ class MattingRefine(nn.Module):
         if not 0 < self.backbone_scale <= 1 / 2:
             raise ValueError(f"backbone_scale must be in (0, 1/2], got {self.backbone_scale}")
         check_refiner_settings(self.refine_mode, self.refine_kernel_size, self.refine_sample_pixels,
-                               self.refine_threshold_capacity, prefix="refine_")
+                               self.refine_threshold_capacity, self.refine_strategy, prefix="refine_")
         super().__post_init__()
 
     @nn.compact
@@ -173,13 +174,11 @@ class MattingRefine(nn.Module):
             kernel_size=self.refine_kernel_size,
             prevent_oversampling=self.refine_prevent_oversampling,
             threshold_capacity=self.refine_threshold_capacity,
-            dense_fraction=self.refine_dense_fraction,
+            strategy=self.refine_strategy,
             dtype=self.dtype,
             bn_axis_name=self.bn_axis_name,
             name="refiner",
         )(src, bgr, pha_sm, fgr_sm, err_sm, hid_sm, train)
 
-        pha = jnp.clip(pha, 0.0, 1.0)
-        fgr = jnp.clip(fgr + src, 0.0, 1.0)
         fgr_sm = jnp.clip(src_sm + fgr_sm, 0.0, 1.0)
         return pha, fgr, pha_sm, fgr_sm, err_sm, ref_sm

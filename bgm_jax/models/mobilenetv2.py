@@ -12,6 +12,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from bgm_jax.models.layers import conv_factory, kaiming_normal_fan_out, norm_factory, pad2d
 
@@ -31,6 +32,58 @@ INVERTED_RESIDUAL_SETTING = (
 DILATED_BLOCKS = {14: (1, 1), 15: (1, 2), 16: (1, 2), 17: (1, 2)}
 
 
+def depthwise_taps(x: jax.Array, kernel: jax.Array, stride: int, dilation: int) -> jax.Array:
+    """3x3 depthwise convolution (padding = dilation, as PyTorch) written as nine shifted multiply-adds
+    over the channels-last array, accumulated in float32: one fused elementwise loop on a CPU."""
+    _, height, width, _ = x.shape
+    out_h = (height - 1) // stride + 1
+    out_w = (width - 1) // stride + 1
+    d = dilation
+    x = jnp.pad(x.astype(jnp.float32), ((0, 0), (d, d), (d, d), (0, 0)))
+    kernel = kernel.astype(jnp.float32)
+    out = None
+    for i in range(3):
+        for j in range(3):
+            window = lax.slice(x, (0, i * d, j * d, 0),
+                               (x.shape[0], i * d + (out_h - 1) * stride + 1, j * d + (out_w - 1) * stride + 1,
+                                x.shape[3]), (1, stride, stride, 1))
+            term = window * kernel[i, j, 0]
+            out = term if out is None else out + term
+    return out
+
+
+class DepthwiseConv3x3(nn.Module):
+    """The 3x3 depthwise convolution of an inverted residual (no bias, padding = dilation).
+
+    Its parameter is ``nn.Conv``'s with ``feature_group_count=features`` (``kernel``, (3, 3, 1, features),
+    same initialiser), so checkpoints do not change. On CPUs it runs as nine shifted multiply-adds
+    (``depthwise_taps``), because XLA:CPU executes grouped convolutions 5-20x slower than that fused loop
+    (see docs/benchmarks.md); other platforms keep the convolution. Both compute the same sums.
+    """
+
+    features: int
+    stride: int
+    dilation: int
+    dtype: Dtype = jnp.float32
+    kernel_init: Callable = kaiming_normal_fan_out
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (3, 3, 1, self.features), jnp.float32)
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        d, stride = self.dilation, self.stride
+
+        def convolution(x, kernel):
+            return lax.conv_general_dilated(x, kernel, (stride, stride), pad2d(d), rhs_dilation=(d, d),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                            feature_group_count=self.features)
+
+        def taps(x, kernel):
+            return depthwise_taps(x, kernel, stride, d).astype(self.dtype)
+
+        return lax.platform_dependent(x, kernel, cpu=taps, default=convolution)
+
+
 class InvertedResidual(nn.Module):
     """[1x1 expand + BN + ReLU6] -> 3x3 depthwise + BN + ReLU6 -> 1x1 linear projection + BN."""
 
@@ -42,6 +95,7 @@ class InvertedResidual(nn.Module):
     use_residual: bool
     conv: Callable[..., nn.Module]
     norm: Callable[..., nn.Module]
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -52,15 +106,7 @@ class InvertedResidual(nn.Module):
             out = self.conv(hidden, (1, 1), name="conv_0_0")(out)
             out = nn.relu6(self.norm(name="conv_0_1")(out))
             i = 1
-        out = self.conv(
-            hidden,
-            (3, 3),
-            strides=self.stride,
-            padding=pad2d(self.dilation),
-            kernel_dilation=self.dilation,
-            feature_group_count=hidden,
-            name=f"conv_{i}_0",
-        )(out)
+        out = DepthwiseConv3x3(hidden, self.stride, self.dilation, self.dtype, name=f"conv_{i}_0")(out)
         out = nn.relu6(self.norm(name=f"conv_{i}_1")(out))
         out = self.conv(self.out_channels, (1, 1), name=f"conv_{i + 1}")(out)
         out = self.norm(name=f"conv_{i + 2}")(out)
@@ -100,6 +146,7 @@ class MobileNetV2Encoder(nn.Module):
                     use_residual=use_residual,
                     conv=conv,
                     norm=norm,
+                    dtype=self.dtype,
                     name=f"features_{index}",
                 )(x)
                 if index in taps:
