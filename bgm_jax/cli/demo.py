@@ -1,7 +1,10 @@
-"""Run background matting end to end on a generated source/background pair (no downloads).
+"""Run background matting end to end on a source/background pair that ships with bgm-jax (no downloads).
 
-A synthetic subject (soft edges, hair-like strands, a veil, a hole) is composited over a generated
-background; the model mattes it against the clean background and the outputs are written as PNGs, with
+By default the pair is a held-out record of the embedded model's test data (a synthetic subject with soft
+edges, hair-like strands, a veil and a hole, painted with photographs never seen in training, over another
+such photograph); --size or --seed generate a pair instead (flat colours over a generated pattern: unlike
+anything the embedded model was trained on). The subject is composited over the clean background, the
+model mattes it against that background and the outputs are written as PNGs, with
 strip.png showing source, alpha and composite side by side. Without --model the model embedded in bgm-jax
 mattes it (trained by this project on synthetic composites); --model uses yours (e.g. converted official
 weights); --random-weights shows the pipeline with an untrained network. Since the sample comes with
@@ -24,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use an untrained network instead of the embedded model (the pipeline, not a matte)")
     parser.add_argument("--backbone", default="mobilenetv2", choices=BACKBONES,
                         help="backbone of the --random-weights model")
-    parser.add_argument("--size", default="512x512", help="WIDTHxHEIGHT of the generated pair (default 512x512)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the generated sample")
+    parser.add_argument("--size", help="matte a generated pair of this WIDTHxHEIGHT instead of the shipped "
+                                       "example (default 512x512 when --seed is given)")
+    parser.add_argument("--seed", type=int, help="matte the generated pair of this seed instead of the shipped example")
     parser.add_argument("--out", default="bgm-demo", help="output folder (default ./bgm-demo)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_model_arguments(parser)
@@ -45,9 +49,18 @@ def run(args: argparse.Namespace) -> int:
     from bgm_jax.io.outputs import write_com, write_image, write_pha
     from bgm_jax.io.render import render_on_host
 
-    width, height = parse_size(args.size, "--size")
-    if width < 16 or height < 16:
-        raise InputError(f"--size {args.size!r}: the generated pair needs width and height of at least 16")
+    from bgm_jax import pretrained
+
+    shipped = pretrained.example() if args.size is None and args.seed is None else None
+    if shipped is not None:
+        sample, source = shipped
+        height, width = sample["pha"].shape
+    else:
+        width, height = parse_size(args.size or "512x512", "--size")
+        if width < 16 or height < 16:
+            raise InputError(f"--size {args.size!r}: the generated pair needs width and height of at least 16")
+        seed = args.seed or 0
+        source = f"synthetic pair (seed {seed})"
     out = Path(args.out)
     for name in OUTPUT_NAMES:  # before any work: nothing is written when one output is in the way
         check_can_write(out / f"{name}.png", args.overwrite)
@@ -66,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
     matting.compiled_for((1, height, width, 3), np.uint8, (1, height, width, 3), np.uint8)
     compile_seconds = time.perf_counter() - start
 
-    sample = make_sample(args.seed, height=height, width=width)
+    if shipped is not None:
+        from bgm_jax.evaluation.protocol import fit_background
+
+        sample["bgr"] = fit_background(sample["bgr"], height, width)
+    else:
+        sample = make_sample(seed, height=height, width=width)
     src = composite(sample["fgr"], sample["pha"], sample["bgr"])
     bgr = sample["bgr"]
     start = time.perf_counter()
@@ -94,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     gt = sample["pha"].astype(np.float32) / 255.0
     sad = float(np.abs(pha[..., 0] - gt).sum()) / 1000.0
     print(f"model:      {what}")
-    print(f"input:      {width}x{height} synthetic pair (seed {args.seed}), precision {matting.settings.precision}")
+    print(f"input:      {width}x{height} {source}, precision {matting.settings.precision}")
     if matting.is_refine:
         print(f"settings:   backbone scale {fields['backbone_scale']}, {fields['refine_mode']} "
               f"{fields['refine_sample_pixels']} pixels")

@@ -29,6 +29,8 @@ NAME = "photo-mobilenetv2"
 WEIGHTS_FILE = "photo_mobilenetv2.npz"
 INFO_FILE = "photo_mobilenetv2.json"
 STORAGE_DTYPE = np.float16
+# One held-out test record of photo_matting (photos never seen in training), the demo's default input.
+EXAMPLE_FILES = {"fgr": "example_fgr.jpg", "pha": "example_pha.png", "bgr": "example_bgr.jpg"}
 LIMITS = "trained on synthetic composites of a few dozen photographs; for real footage convert the official weights"
 
 
@@ -62,6 +64,20 @@ def load_embedded() -> tuple[dict[str, Any], dict[str, Any]]:
     return description["config"], read_weights(data, description, source=f"embedded {WEIGHTS_FILE}")
 
 
+def example() -> tuple[dict[str, np.ndarray], str] | None:
+    """``({"fgr", "pha", "bgr"} uint8 arrays, description)`` of the shipped example, or None without one."""
+    from bgm_jax.datasets.images import decode
+
+    try:
+        data = {key: _files().joinpath(name).read_bytes() for key, name in EXAMPLE_FILES.items()}
+        record = info().get("example", {})
+    except (FileNotFoundError, InputError):
+        return None
+    arrays = {key: decode(value, "L" if key == "pha" else "RGB") for key, value in data.items()}
+    photos = record.get("photos", "")
+    return arrays, f"held-out photo_matting test record {record.get('record', '?')} ({photos}; unseen in training)"
+
+
 def read_weights(data: bytes, description: dict[str, Any], *, source: str) -> dict[str, Any]:
     """Verify and decode weights bytes written by ``write_embedded``."""
     from bgm_jax.checkpoint import abstract_variables
@@ -93,9 +109,11 @@ def read_weights(data: bytes, description: dict[str, Any], *, source: str) -> di
     return variables
 
 
-def write_embedded(model_dir: str | os.PathLike, out_dir: str | os.PathLike, summary: str) -> dict[str, Any]:
+def write_embedded(model_dir: str | os.PathLike, out_dir: str | os.PathLike, summary: str,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Package a model directory (``train.main`` exports one) as the embedded model in ``out_dir``:
-    float16 ``.npz`` and its JSON description. Returns the description."""
+    float16 ``.npz`` and its JSON description (``extra`` adds keys, e.g. the measured bounds the tests
+    hold it to). Returns the description."""
     from bgm_jax.checkpoint import load_model
 
     config, variables = load_model(model_dir)
@@ -113,7 +131,7 @@ def write_embedded(model_dir: str | os.PathLike, out_dir: str | os.PathLike, sum
     description = {"name": NAME, "config": {k: config[k] for k in ("model_type", "backbone", "refine_kernel_size")
                                             if k in config},
                    "storage_dtype": np.dtype(STORAGE_DTYPE).name, "sha256": hashlib.sha256(data).hexdigest(),
-                   "bytes": len(data), "source": str(config.get("source", "")), "summary": summary}
+                   "bytes": len(data), "source": str(config.get("source", "")), "summary": summary, **(extra or {})}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS_FILE).write_bytes(data)
