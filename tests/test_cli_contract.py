@@ -271,7 +271,8 @@ def test_video_on_a_full_disk_is_one_line_and_leaves_no_file(folder, model_dir, 
 def test_a_size_that_cannot_fit_is_refused_before_allocating_with_the_estimate(tmp_path, capsys):
     assert cli.main(["demo", "--size", "100000x100000", "--out", str(tmp_path / "demo"),
                      "--compilation-cache", ""]) == 2
-    err = capsys.readouterr().err
+    notice, err = capsys.readouterr().err.split("\n", 1)  # the one line naming the embedded model, then the error
+    assert notice.startswith("model: embedded photo-mobilenetv2")
     assert err.startswith("bgm-jax demo: error: 100000x100000 at batch 1, float32: the model needs about ")
     assert "TB of memory (estimated before allocating), more than the CPU's physical RAM (" in err
     assert "bfloat16" in err and err.count("\n") == 1

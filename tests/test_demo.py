@@ -15,7 +15,19 @@ def test_demo_writes_every_output_at_the_requested_size(tmp_path, capsys):
     with Image.open(out / "com.png") as com:
         assert com.mode == "RGBA"
     printed = capsys.readouterr().out
-    assert "RANDOM weights" in printed and "alpha SAD" in printed
+    assert "embedded photo-mobilenetv2" in printed and "64x48 synthetic pair (seed 0)" in printed
+    assert "alpha SAD" in printed
+
+
+def test_demo_mattes_the_shipped_held_out_example_with_the_embedded_model(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "512x512 held-out photo_matting test record 5" in printed
+    sad = float(printed.split("alpha SAD against ground truth (whole image, /1000): ")[1].split()[0])
+    assert sad < 8.0  # measured 7.24 when packaged; random weights score about 100
+    with Image.open(out / "strip.png") as strip:
+        assert strip.size == (3 * 256 + 2 * 4, 256)  # three panels, 4 px apart
 
 
 def test_demo_refuses_to_overwrite_and_rejects_a_tiny_size(tmp_path, capsys):
@@ -39,7 +51,7 @@ def test_demo_err_and_ref_are_upsampled_to_the_padded_size_then_cropped(tmp_path
     monkeypatch.setenv("BGM_JAX_CACHE_DIR", "")
     width, height = 66, 50
     out = tmp_path / "demo"
-    assert main(["demo", "--size", f"{width}x{height}", "--out", str(out)]) == 0
+    assert main(["demo", "--random-weights", "--size", f"{width}x{height}", "--out", str(out)]) == 0
     sample = make_sample(0, height=height, width=width)
     result = random_weight_matting("mobilenetv2", {})(
         composite(sample["fgr"], sample["pha"], sample["bgr"]), sample["bgr"])

@@ -45,7 +45,10 @@ def assert_same_as_one_device(one, result, src, bgr):
     for i in range(len(src)):
         alone = outputs(one(src[i:i + 1], bgr[i:i + 1] if len(bgr) > 1 else bgr))
         for name, a, b in zip(("pha", "fgr", "err", "ref"), alone, outputs(result)):
-            np.testing.assert_array_equal(a[0], b[i], err_msg=f"image {i}: {name}")
+            if name == "ref":  # the same cells are refined
+                np.testing.assert_array_equal(a[0], b[i], err_msg=f"image {i}: {name}")
+            else:  # a sharded program is compiled apart: XLA:CPU's kernels may round the last bit differently
+                np.testing.assert_allclose(a[0], b[i], rtol=0, atol=1e-6, err_msg=f"image {i}: {name}")
 
 
 def test_devices_are_the_default_one_all_or_the_first_n():

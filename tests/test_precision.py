@@ -57,7 +57,8 @@ def test_every_precision_has_a_matmul_policy_and_the_cli_offers_them_all():
 
 def test_float32_compiles_every_convolution_at_highest_precision(lowered, compiled):
     convs = precision_of_ops(lowered["float32"].as_text(), "stablehlo.convolution")
-    assert len(convs) > 50  # MobileNetV2 + ASPP + decoder + refiner
+    # MobileNetV2 + ASPP + decoder + refiner (on CPUs the depthwise 3x3 layers are multiply-adds, not convolutions)
+    assert len(convs) > 40
     assert all(p == "HIGHEST HIGHEST" for p in convs), set(convs)
     dots = precision_of_ops(lowered["float32"].as_text(), "stablehlo.dot_general")
     assert all(p == "HIGHEST HIGHEST" for p in dots), set(dots)
@@ -70,7 +71,7 @@ def test_float32_compiles_every_convolution_at_highest_precision(lowered, compil
 @pytest.mark.parametrize("precision", ["tf32", "bfloat16"])
 def test_tf32_and_half_precisions_leave_the_backend_default(lowered, compiled, precision):
     convs = precision_of_ops(lowered[precision].as_text(), "stablehlo.convolution")
-    assert len(convs) > 50
+    assert len(convs) > 40
     assert not any("HIGHEST" in p or "HIGH " in p for p in convs), set(convs)
     if precision in compiled:
         assert "operand_precision={highest" not in compiled[precision].as_text()

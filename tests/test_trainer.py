@@ -133,22 +133,27 @@ def test_the_agreement_check_catches_per_replica_batchnorm():
 def test_float16_loss_scaling_skips_a_step_with_non_finite_gradients():
     from flax.training.dynamic_scale import DynamicScale
 
+    # One compiled step for both calls (float16 compiles slowly on CPUs): the batch carries a loss multiplier.
+    def boosted_prepare(keys, batch):
+        return {**simple_prepare(keys, batch), "boost": batch["boost"]}
+
+    def boosted_loss(outputs, targets):
+        loss, terms = simple_loss(outputs, targets)
+        return loss * targets["boost"][0], terms
+
     model = MattingBase(backbone="mobilenetv2", aspp_dropout=0.0, dtype=jnp.float16)
-    state = make_state(model, DynamicScale(scale=2.0**15))
-    step = jax.jit(step_fn(model, None))
+    # typed scalars, as the step returns them, so the second call does not compile again
+    state = make_state(model, DynamicScale(scale=jnp.float32(2.0**15), fin_steps=jnp.int32(0)))
+    step = jax.jit(functools.partial(train_step, model=model, prepare=boosted_prepare, loss_fn=boosted_loss,
+                                     axis_name=None))
     batch = make_batch(0)
-    state, metrics = step(state, batch)
+    n = len(batch["fgr"])
+    state, metrics = step(state, {**batch, "boost": np.ones(n, np.float32)})
     assert float(metrics["finite"]) == 1.0
     before = state
 
-    def overflowing_loss(outputs, targets):
-        loss, terms = simple_loss(outputs, targets)
-        return loss * jnp.float32(1e38), terms  # scaled by 2**15 this overflows float32
-
-    bad_step = jax.jit(functools.partial(
-        train_step, model=model, prepare=simple_prepare, loss_fn=overflowing_loss, axis_name=None
-    ))
-    after, metrics = bad_step(before, batch)
+    # scaled by 2**15 a loss times 1e38 overflows float32
+    after, metrics = step(before, {**batch, "boost": np.full(n, 1e38, np.float32)})
     assert float(metrics["finite"]) == 0.0
     assert float(after.dynamic_scale.scale) == float(before.dynamic_scale.scale) / 2
     assert_trees_close(before.params, after.params, atol=0)

@@ -776,7 +776,7 @@ def run_e2e(section: Section, setup: Setup, plan: Plan, work: Path) -> None:
                      if r.get("backbone") == backbone and r.get("precision") == mode and r.get("batch") == 1), None)
         row = {"what": what, "status": "ok", "backbone": backbone, "precision": mode, **result}
         if ours is not None:
-            row["ratio_bgm_jax_vs_reference"] = round(ours["fps"] / result["fps"], 3)
+            row["ratio_bgm_jax_vs_reference"] = float(f"{ours['fps'] / result['fps']:.4g}")
         section.add(row)
     except Exception as e:
         section.add(failure(what, e))
@@ -891,7 +891,7 @@ def time_train_case(section: Section, plan: Plan, backbone: str, case: tuple, pr
     if ref_key in references:
         row["reference"] = references[ref_key]
         if "images_per_s" in references[ref_key]:
-            row["ratio_vs_reference"] = round(row["images_per_s"] / references[ref_key]["images_per_s"], 3)
+            row["ratio_vs_reference"] = float(f"{row['images_per_s'] / references[ref_key]['images_per_s']:.4g}")
     section.add(row)
 
 
