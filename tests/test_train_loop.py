@@ -13,9 +13,17 @@ from train.loop import train_and_evaluate
 
 @pytest.fixture(scope="module")
 def compilation_cache(tmp_path_factory):
-    # The three runs below compile the same step; the persistent cache lets later runs reuse it.
+    # The three runs below compile the same step; the persistent cache lets later runs reuse it. Only
+    # compilations of a second or more are cached (the training step, not every small eager op: reading
+    # thousands of tiny XLA:CPU executables back is slow and once aborted a worker), and the settings are
+    # restored for the worker's later tests.
+    previous = {name: getattr(jax.config, name) for name in
+                ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")}
     jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
 
 
 def small_config(tmp_path, **changes) -> TrainConfig:
