@@ -293,7 +293,15 @@ def setup_distributed(config: TrainConfig) -> None:
 
 
 def unreplicate(tree):
-    return jax.tree_util.tree_map(lambda x: x[0], tree)
+    """The first replica of each leaf of a pmap state, read from device 0's own shard: indexing the sharded
+    array itself runs a program over every device (on CPUs it once aborted a test worker)."""
+
+    def first(x):
+        if isinstance(x, jax.Array) and len(x.addressable_shards) > 1:
+            x = x.addressable_shards[0].data
+        return x[0]
+
+    return jax.tree_util.tree_map(first, tree)
 
 
 def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progress: bool = True,
