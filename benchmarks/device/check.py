@@ -1,4 +1,4 @@
-"""The GPU device check: one command, at most 8 minutes on an H200, JSON + Markdown into one folder.
+"""The GPU device check: one command, at most 9 minutes on an H200, JSON + Markdown into one folder.
 
     bash benchmarks/device/run.sh OUTDIR            # on the GPU machine (installs .whl/ first)
     python benchmarks/device/check.py --out OUTDIR --smoke   # the same code path on the CPU, tiny sizes
@@ -11,7 +11,7 @@ the report is rewritten after every measurement, so a killed run still leaves it
             tf32 (XLA's GPU default) does, and bfloat16/float16 against float32 (max |diff|, SAD, share
             of identical selected cells)
   model     model-only FPS, the paper's settings with a fixed patch count: backbones x HD/4K x
-            float32/bfloat16 at batch 1, the paper's Table 3 rows; reference in float32 and autocast
+            float32/bfloat16 at batch 1, the paper's Table 3 rows; reference in float32 and float16 (half)
   refiner   the compiled refiner's operations on this backend and the formulations of
             benchmarks/device/variants.py timed against the ones in use
   compile   compile time of the first call in a fresh process, and in a second process with the
@@ -21,8 +21,8 @@ the report is rewritten after every measurement, so a killed run still leaves it
   train     one training step (base 512 batch 8, refine 2048 batch 2), images/s, and the reference's
             autocast step
 
-Compilation of everything the first sections time runs in a thread pool from the start (XLA compiles
-outside the GIL), while the reference runs; timings start once a measurement's compilation is done.
+Each configuration compiles in the main thread when first needed, alone (a thread pool of compilations,
+--compile-workers N, finished none in 200 s on the H200 next to torch); no clock runs during a compilation.
 Precision policy, stated per measurement: ``float32`` = full float32 (matmul precision highest), ``tf32``
 = the backend's default (TF32 convolutions on NVIDIA GPUs), ``bfloat16``/``float16`` compute with
 float32 parameters. Never run this to produce numbers on a CPU: --smoke proves the code path only.
@@ -96,6 +96,7 @@ class Plan:
     budgets: dict
     total_budget: float
     compile_workers: int
+    compile_s: float  # a typical inference compilation, the time left that an inline one needs to start
 
 
 def full_plan() -> Plan:
@@ -121,8 +122,13 @@ def full_plan() -> Plan:
         train=(("base", 512, 8, "float16"), ("refine", 2048, 2, "float16"),
                ("base", 512, 8, "bfloat16"), ("refine", 2048, 2, "bfloat16")),
         train_repeats=5,
-        budgets={"parity": 70, "model": 130, "refiner": 30, "compile": 55, "e2e": 65, "train": 90},
-        total_budget=450, compile_workers=4,
+        # from the H200 runs of 2026-11-30: parity used 57 s, 13 model rows 118 s (without the reference),
+        # compile 20 s, e2e 64 s; the two float16 training steps took about 130 s to compile
+        budgets={"parity": 60, "model": 150, "refiner": 30, "compile": 25, "e2e": 70, "train": 160},
+        # 0: compile in the main thread when a measurement needs it. On the H200 (2026-11-30) four compile
+        # threads in this process, next to torch, had finished none of their compilations after 200 s, while
+        # the same compilation took 10 s in a fresh process (the compile section) and 2.4 s inside `bgm-jax video`
+        total_budget=500, compile_workers=0, compile_s=10,
     )
 
 
@@ -142,7 +148,7 @@ def smoke_plan() -> Plan:
         train=(("base", 64, 2, "bfloat16"),),  # the refine stage's code: tests/test_device_check.py
         train_repeats=1,
         budgets={"parity": 300, "model": 300, "refiner": 300, "compile": 300, "e2e": 300, "train": 300},
-        total_budget=1200, compile_workers=2,
+        total_budget=1200, compile_workers=0, compile_s=2,  # the device's path (--compile-workers 2: the pool's)
     )
 
 
@@ -283,14 +289,49 @@ def environment(args, plan: Plan) -> dict:
 # ---------------------------------------------------------------------------------------------- shared setup
 
 
+class DeferredFuture(concurrent.futures.Future):
+    """A future whose work runs in the caller's thread the first time its result is asked for."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self._fn = fn
+
+    def _run(self) -> None:
+        if not self.done() and self.set_running_or_notify_cancel():
+            try:
+                self.set_result(self._fn())
+            except BaseException as e:  # noqa: BLE001 - handed to whoever asks for the result
+                self.set_exception(e)
+
+    def result(self, timeout=None):
+        self._run()
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        self._run()
+        return super().exception(timeout)
+
+
+class InlineExecutor:
+    """The pool's interface with no threads: work runs when its result is first asked for."""
+
+    def submit(self, fn, *args, **kwargs) -> DeferredFuture:
+        return DeferredFuture(lambda: fn(*args, **kwargs))
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
 class Setup:
-    """Random-weight models, settings per resolution, and the background compile pool."""
+    """Random-weight models, settings per resolution, and the compile pool (inline with 0 workers)."""
 
     def __init__(self, plan: Plan, cache_dir: Path):
         from bgm_jax.inference import recommended_settings
 
         self.plan, self.cache_dir = plan, cache_dir
-        self.pool = concurrent.futures.ThreadPoolExecutor(plan.compile_workers, thread_name_prefix="compile")
+        self.inline = plan.compile_workers == 0
+        self.pool = (InlineExecutor() if self.inline else
+                     concurrent.futures.ThreadPoolExecutor(plan.compile_workers, thread_name_prefix="compile"))
         self.futures: dict[tuple, concurrent.futures.Future] = {}
         self._models: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -355,6 +396,9 @@ class Setup:
         future = self.futures.get(key)
         if future is None:
             return None
+        # an inline compilation cannot be stopped once started: start it only with time for a typical one
+        if self.inline and not future.done() and not section.has_time(f"compile {key}", need=self.plan.compile_s):
+            return None
         try:
             return future.result(timeout=max(0.0, section.remaining()))
         except concurrent.futures.TimeoutError:
@@ -365,6 +409,9 @@ class Setup:
         return None
 
     def cancel_pending(self) -> None:
+        """Stop the pool's queued compilations (inline ones cost nothing until asked for)."""
+        if self.inline:
+            return
         for future in self.futures.values():
             future.cancel()
 
@@ -476,13 +523,14 @@ def run_model(section: Section, setup: Setup, plan: Plan, configs: dict) -> None
     # every compilation first, so nothing compiles while the clocks run (the reference's eager launches
     # would feel a busy CPU most), as long as that leaves time to time them; later ones are waited for
     # one by one and their rows say so
-    concurrent.futures.wait([setup.futures[key] for key in configs],
-                            timeout=max(0.0, section.remaining() - plan.model_timing_reserve))
+    if not setup.inline:
+        concurrent.futures.wait([setup.futures[key] for key in configs],
+                                timeout=max(0.0, section.remaining() - plan.model_timing_reserve))
     for key, matting in configs.items():
         _, backbone, res, batch, precision = key
         width, height, scale, pixels = setup.resolution(res)
         what = f"{backbone} {res} batch {batch} {precision}"
-        pending = sum(not setup.futures[k].done() for k in configs)
+        pending = 0 if setup.inline else sum(not setup.futures[k].done() for k in configs)
         compile_s = setup.wait(key, section)
         if compile_s is None:
             continue
@@ -497,31 +545,36 @@ def run_model(section: Section, setup: Setup, plan: Plan, configs: dict) -> None
         result.pop("times_ms", None)
         compiled = matting.compiled_for((batch, height, width, 3), "float32", (batch, height, width, 3), "float32")
         row = {"what": what, "res": res, "status": "ok", **result, "compile_s": round(compile_s, 2),
-               "compile_note": "in the pool, concurrently with other compilations",
+               "compile_note": ("in the main thread, alone" if setup.inline
+                                else "in the pool, concurrently with other compilations"),
                "compilations_running_meanwhile": pending,
                "xla_gflops": xla_gflops(compiled),
                "paper_2080ti_fps": PAPER_2080TI_FPS.get((backbone, res, batch, precision))}
-        # the reference at the same backbone, size and batch: float32 (TF32 off) and autocast, once each
+        # the reference at the same backbone, size and batch: float32 (TF32 off) and float16 (the original's
+        # speed test: model.half()), once each; a mode that fails is recorded alone
         ref_key = (backbone, res, batch)
         if ref_key not in torch_fps and section.has_time(f"reference {ref_key}", need=5):
+            torch_fps[ref_key] = {}
             try:
                 if backbone not in torch_models:
-                    torch_models[backbone] = reference.inference_model(
-                        backbone, backbone_scale=scale, sample_pixels=pixels, prevent_oversampling=False)
-                model = torch_models[backbone]
-                reference.set_resolution(model, scale, pixels)
+                    model = reference.inference_model(backbone, backbone_scale=scale, sample_pixels=pixels,
+                                                      prevent_oversampling=False)
+                    torch_models[backbone] = {"float32": model, "float16": reference.half_model(model)}
                 src, bgr = reference.inputs(batch, height, width)
-                torch_fps[ref_key] = {
-                    mode: batch * 1e3 / median_ms(reference.time_model(model, src, bgr, mode,
-                                                                       repeats=plan.torch_repeats,
-                                                                       warmup=plan.warmup))
-                    for mode in ("float32", "autocast")}
+                for mode, model in torch_models[backbone].items():
+                    reference.set_resolution(model, scale, pixels)
+                    try:
+                        times = reference.time_model(model, src, bgr, mode, repeats=plan.torch_repeats,
+                                                     warmup=plan.warmup)
+                        torch_fps[ref_key][mode] = batch * 1e3 / median_ms(times)
+                    except Exception as e:
+                        torch_fps[ref_key][f"{mode}_error"] = f"{type(e).__name__}: {e}"[:500]
                 del src, bgr
             except Exception as e:
-                torch_fps[ref_key] = {"error": f"{type(e).__name__}: {e}"[:500]}
+                torch_fps[ref_key]["error"] = f"{type(e).__name__}: {e}"[:500]
         reference_fps = torch_fps.get(ref_key, {})
         row["torch_fps"] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in reference_fps.items()}
-        mode = "float32" if precision in ("float32", "tf32") else "autocast"
+        mode = "float32" if precision in ("float32", "tf32") else "float16"
         if isinstance(reference_fps.get(mode), float):
             row["ratio_vs_torch"] = round(result["fps_median"] / reference_fps[mode], 3)
             row["ratio_vs_torch_mode"] = mode
@@ -930,12 +983,12 @@ def markdown(data: dict) -> str:
     model = [r for r in sections.get("model", {}).get("results", []) if r.get("status") == "ok"]
     if model:
         lines += ["", "## Model only (median FPS, batch / time per call)", "",
-                  "| backbone | res | batch | precision | FPS | torch float32 | torch autocast | ratio | "
+                  "| backbone | res | batch | precision | FPS | torch float32 | torch float16 | ratio | "
                   "paper 2080 Ti |", "|---|---|---|---|---|---|---|---|---|"]
         for r in model:
             t = r.get("torch_fps", {})
             lines.append(f"| {r['backbone']} | {r['res']} | {r['batch']} | {r['precision']} | {r['fps_median']:.1f} | "
-                         f"{t.get('float32', '')} | {t.get('autocast', '')} | {r.get('ratio_vs_torch', '')} "
+                         f"{t.get('float32', '')} | {t.get('float16', '')} | {r.get('ratio_vs_torch', '')} "
                          f"({r.get('ratio_vs_torch_mode', '')}) | {r.get('paper_2080ti_fps') or ''} |")
     for name in ("refiner", "compile", "e2e", "train"):
         rows = [r for r in sections.get(name, {}).get("results", []) if r.get("status") == "ok"]
@@ -969,7 +1022,9 @@ def parse_args(argv=None):
     parser.add_argument("--out", help="folder for device_check.json and device_check.md")
     parser.add_argument("--smoke", action="store_true", help="the same code path on the CPU at tiny sizes")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
-    parser.add_argument("--budget", type=float, help="total seconds (default: 450 on the device, 1200 smoke)")
+    parser.add_argument("--budget", type=float, help="total seconds (default: 500 on the device, 1200 smoke)")
+    parser.add_argument("--compile-workers", type=int,
+                        help="compile threads (default 0: each compilation in the main thread when first needed)")
     parser.add_argument("--child", choices=["compile"], help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -998,6 +1053,8 @@ def main(argv=None) -> int:
         return 2
     started = time.monotonic()
     plan = smoke_plan() if args.smoke else full_plan()
+    if args.compile_workers is not None:
+        plan = dataclasses.replace(plan, compile_workers=max(0, args.compile_workers))
     total = args.budget or plan.total_budget
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(chosen) - set(SECTIONS)

@@ -4,13 +4,18 @@ timed, run for parity, run through a sequential video loop, and trained one step
 Precision of the reference, stated with every figure:
 - ``float32``: full float32, TF32 off for convolutions and matmuls (the paper's RTX 2080 Ti has no TF32);
 - ``tf32``: PyTorch's own default on NVIDIA GPUs (cuDNN convolutions in TF32);
-- ``autocast``: ``torch.autocast`` in float16 on CUDA (on the CPU, where only the smoke run happens,
-  autocast is off: PyTorch's CPU bfloat16 autocast is slow and proves nothing there).
+- ``autocast``: ``torch.autocast`` in float16 on CUDA (training step only; on the CPU, where only the smoke
+  run happens, autocast is off: PyTorch's CPU bfloat16 autocast is slow and proves nothing there);
+- ``float16``: the original's inference speed test, ``model.half()`` with float16 inputs (autocast cannot run
+  the refiner for inference: its patch write-back puts float16 patches into a float32 tensor, which
+  torch refuses: "Index put requires the source and destination dtypes match", seen on the H200). Float32
+  on the CPU, as autocast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import statistics
 import sys
@@ -127,11 +132,21 @@ def selection_margin(model, src, bgr) -> float:
     return torch_reference.topk_margin(err_q, model.refiner.sample_pixels // 16)
 
 
+def half_model(model, dtype: torch.dtype | None = None):
+    """A float16 copy of ``model`` (float32 on the CPU unless ``dtype`` says), as the original's speed test
+    converts it."""
+    return copy.deepcopy(model).to(dtype or autocast_dtype()).eval()
+
+
 @torch.inference_mode()
 def time_model(model, src, bgr, mode: str, *, repeats: int, warmup: int) -> list[float]:
     """Seconds per call, each call synchronised (as the JAX side waits for block_until_ready), with
-    cuDNN's autotuner on, as the original's speed test (the patch count is fixed, so shapes are)."""
-    with precision(mode), cudnn_benchmark(True):
+    cuDNN's autotuner on, as the original's speed test (the patch count is fixed, so shapes are).
+    ``mode`` float16: ``model`` is a half_model and the inputs are converted to its dtype here."""
+    if mode == "float16":
+        dtype = next(model.parameters()).dtype
+        src, bgr = src.to(dtype), bgr.to(dtype)
+    with precision("float32" if mode == "float16" else mode), cudnn_benchmark(True):
         for _ in range(warmup):
             model(src, bgr)
         synchronize()

@@ -4,7 +4,7 @@
 #   bash benchmarks/device/run.sh OUTDIR [check.py options, e.g. --smoke or --sections parity,model]
 #
 # Installs the wheels fetched by benchmarks/device/fetch_wheels.sh (.whl/, carried to the device) without a
-# network, then runs the check with its own 450 s budget; a hard stop at 540 s still leaves the partial
+# network, then runs the check with its own 500 s budget; a hard stop at 560 s still leaves the partial
 # JSON, the Markdown summary and the log in OUTDIR (at most 8 files come back from the device: 3 here).
 set -uo pipefail
 out="${1:?usage: run.sh OUTDIR [check.py options]}"
@@ -18,7 +18,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     export PYTHONPATH="/tmp/bgm-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-timeout -k 20 -s INT 540 "$python" benchmarks/device/check.py --out "$out" "$@" 2>&1 | tee "$out/log.txt"
+timeout -k 20 -s INT 560 "$python" benchmarks/device/check.py --out "$out" "$@" 2>&1 | tee "$out/log.txt"
 status=${PIPESTATUS[0]}
 echo "run.sh: check.py exited with $status; files in $out: $(ls "$out" | tr '\n' ' ')"
 exit "$status"
