@@ -13,7 +13,10 @@ temporal stability on a generated clip through `bgm-jax video`, and picture grid
    as H.264, matted by the `bgm-jax video` command against the perturbed plate, the alpha PNGs read back
    and scored with the evaluation package's video metrics (MAD, MSE, dtSSD); keying on the same frames
    for comparison. dtSSD measures flicker: errors that change from frame to frame.
-3. ``examples.png``: source, truth, keying and model alpha for a few test images, with a zoomed strand region.
+3. Where the error sits: the alpha error of each method split by region (the closing trimap's band, and
+   within it soft pixels, the gaps below 0.06 and the solid pixels; outside the band, which SAD ignores)
+   on the first ``REGION_IMAGES`` test images.
+4. ``examples.png``: source, truth, keying and model alpha for a few test images, with a zoomed strand region.
 
 Writes ``judge.json`` and ``judge.md`` to ``--out``; prints the tables.
 """
@@ -29,6 +32,33 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_METRICS = ("SAD", "MSE", "Grad", "Conn")
+REGION_IMAGES = 16
+# (name, lower bound, upper bound) of the true alpha inside the band; the trimap's own thresholds
+BAND_REGIONS = (("band_soft", 0.06, 0.96), ("band_below_0.06", -1.0, 0.06), ("band_from_0.96", 0.96, 2.0))
+
+
+def error_by_region(predictors: dict, test_set, count: int = REGION_IMAGES) -> dict[str, dict[str, float]]:
+    """Per method, the mean per image of sum |alpha - truth| / 1000 (SAD's unit) in each region: inside the
+    closing trimap's unknown band split by the true alpha (``BAND_REGIONS``; the three add up to SAD), and
+    ``outside_band`` (pixels SAD does not score). Alphas quantised to 8 bits as the protocol scores them."""
+    from bgm_jax.evaluation import metrics, protocol
+    from bgm_jax.evaluation.score import quantize_alpha
+
+    sums = {name: {region: 0.0 for region in (*(r[0] for r in BAND_REGIONS), "outside_band")}
+            for name in predictors}
+    count = min(count, len(test_set))
+    for index in range(count):
+        sample = protocol.protocol_input(test_set.load(index))
+        truth = metrics.to_unit_float32(sample.gt_pha)
+        band = metrics.unknown_region(metrics.trimap_from_alpha(sample.gt_pha, "closing"))
+        masks = {name: band & (truth >= low) & (truth < high) for name, low, high in BAND_REGIONS}
+        masks["outside_band"] = ~band
+        for name, predict in predictors.items():
+            pha = np.asarray(predict(sample.src[None], sample.bgr[None]).pha)[0, ..., 0]
+            error = np.abs(metrics.to_unit_float32(quantize_alpha(pha)) - truth)
+            for region, mask in masks.items():
+                sums[name][region] += float(error[mask].sum(dtype=np.float64)) / 1000.0
+    return {name: {region: value / count for region, value in regions.items()} for name, regions in sums.items()}
 
 
 def image_scores(matting, test_set) -> dict[str, float]:
@@ -120,6 +150,13 @@ def markdown(result: dict) -> str:
     for name in ("model", "keying", "random"):
         scores = result["images"][name]
         lines.append(f"| {name} | " + " | ".join(f"{scores[m]:.2f}" for m in IMAGE_METRICS) + " |")
+    regions = result.get("regions")
+    if regions:
+        names = [n for n in regions if n != "images"]
+        lines += ["", f"| region (first {regions['images']} images, mean sum/1000 per image) | "
+                  + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for region in regions[names[0]]:
+            lines.append(f"| {region} | " + " | ".join(f"{regions[n][region]:.2f}" for n in names) + " |")
     video = result.get("video")
     if video:
         lines += ["", "| video | MAD (x1e3) | MSE (x1e3) | dtSSD (x1e2) |", "|---|---|---|---|"]
@@ -161,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                    "random": image_scores(random, test_set)},
     }
     result["sad_ratio_keying_over_model"] = result["images"]["keying"]["SAD"] / result["images"]["model"]["SAD"]
+    result["regions"] = {"images": min(REGION_IMAGES, len(test_set)),
+                         **error_by_region({"model": matting, "keying": keyer}, test_set)}
     if not args.no_video:
         result["video"] = judge_video(args.model, keyer, out)
     example_grid(matting, keyer, test_set, out / "examples.png")

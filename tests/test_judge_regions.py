@@ -1,0 +1,57 @@
+"""train.judge's split of the alpha error by region adds up to the project's SAD, and puts errors where they are."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from bgm_jax.evaluation import metrics, protocol
+from bgm_jax.evaluation.score import quantize_alpha
+from train.judge import BAND_REGIONS, error_by_region
+
+
+class _TestSet:
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __len__(self):
+        return len(self.samples)
+
+    def load(self, index):
+        return self.samples[index]
+
+
+def _sample(seed: int) -> protocol.TestSample:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    disc = np.clip((20.0 - np.hypot(yy - 32, xx - 32)) / 6.0, 0.0, 1.0)  # solid centre, soft rim
+    pha = np.round(disc * 255).astype(np.uint8)
+    fgr = rng.integers(0, 256, (64, 64, 3), np.uint8)
+    bgr = rng.integers(0, 256, (64, 64, 3), np.uint8)
+    return protocol.TestSample(name=f"s{seed}", fgr=fgr, pha=pha, bgr=bgr, record_seed=seed)
+
+
+def _constant(value: float):
+    return lambda src, bgr: SimpleNamespace(pha=np.full(src.shape[:3] + (1,), value, np.float32))
+
+
+def test_band_regions_add_up_to_sad_and_outside_is_kept_apart():
+    test_set = _TestSet([_sample(1), _sample(2)])
+    regions = error_by_region({"zero": _constant(0.0), "half": _constant(0.5)}, test_set, count=2)
+    for name, value in (("zero", 0.0), ("half", 0.5)):
+        sads, outside = [], []
+        for sample in test_set.samples:
+            inputs = protocol.protocol_input(sample)
+            trimap = metrics.trimap_from_alpha(inputs.gt_pha, "closing")
+            pred = quantize_alpha(np.full(inputs.gt_pha.shape, value, np.float32))
+            sads.append(metrics.sad(pred, inputs.gt_pha, trimap))
+            error = np.abs(metrics.to_unit_float32(pred) - metrics.to_unit_float32(inputs.gt_pha))
+            outside.append(error[~metrics.unknown_region(trimap)].sum() / 1000)
+        band_total = sum(regions[name][r[0]] for r in BAND_REGIONS)
+        assert band_total == pytest.approx(np.mean(sads), rel=1e-6) and band_total > 0
+        assert regions[name]["outside_band"] == pytest.approx(np.mean(outside), rel=1e-6)
+    # alpha 0 everywhere: no error where the truth is below 0.06, all of it on soft and solid pixels
+    assert regions["zero"]["band_below_0.06"] < 1e-6
+    assert regions["zero"]["band_soft"] > 0 and regions["zero"]["outside_band"] > 0
