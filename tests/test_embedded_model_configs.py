@@ -1,0 +1,32 @@
+"""The embedded model's configs form the chain docs/model.md runs: each stage starts from the export of the
+workdir its predecessor's docstring command writes, so the shipped weights are reproducible from them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from train.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAIN = ("photo_base_mobilenetv2", "photo_base2_mobilenetv2", "photo_base3_mobilenetv2", "photo_refine_mobilenetv2")
+
+
+def _workdir(name: str) -> str:
+    text = (ROOT / "train" / "configs" / f"{name}.py").read_text().split('"""')[1]
+    return re.search(rf"--config train/configs/{name}\.py --workdir (\S+)", text).group(1)
+
+
+def test_each_stage_starts_from_the_export_of_the_stage_before():
+    configs = {name: load_config(f"train/configs/{name}.py") for name in CHAIN}
+    assert configs[CHAIN[0]].init == ""  # stage 1 from random weights
+    for before, after in zip(CHAIN, CHAIN[1:]):
+        assert configs[after].init == f"checkpoint:{_workdir(before)}/export", (before, after)
+    assert [configs[n].stage for n in CHAIN] == ["base", "base", "base", "refine"]
+    assert all(configs[n].backbone == "mobilenetv2" for n in CHAIN)
+
+
+def test_the_model_page_runs_the_configs_in_chain_order():
+    text = (ROOT / "docs" / "model.md").read_text()
+    positions = [text.index(f"--config train/configs/{name}.py --workdir {_workdir(name)}") for name in CHAIN]
+    assert positions == sorted(positions)
