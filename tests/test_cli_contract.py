@@ -147,7 +147,10 @@ SLEEPER = textwrap.dedent("""
         with atomic_output(sys.argv[1]) as partial:
             partial.write_text("half")
             print("ready", flush=True)
-            time.sleep(60)
+            # short sleeps, as a command's Python loop: a signal the kernel hands to another thread (jax
+            # starts some) does not cut a long sleep short, so one 60 s sleep made this test hang now and then
+            for _ in range(600):
+                time.sleep(0.1)
     module.run = run
     sys.modules["sleeper"] = module
     cli.COMMANDS["sleep"] = ("sleeper", "sleeps")
