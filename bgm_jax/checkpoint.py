@@ -339,19 +339,19 @@ def load_model(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         array = _array_in_error(e)
         if array is not None:  # a tensorstore read error: its status code says enough next to the name
             status = re.match(r"\s*([A-Z_]+):", str(e))
-            what = f"array {array}" + (f" ({status.group(1)})" if status else "")
-        else:
-            what = f"its arrays ({_orbax_reason(e)})"
-        raise InputError(f"{path}: cannot read {what}; the checkpoint is damaged (truncated or changed): "
-                         "write it again with `bgm-jax convert`") from None
+            raise InputError(f"{path}: array {array} is damaged: it cannot be read"
+                             + (f" ({status.group(1)})" if status else "") + " (the file was truncated or "
+                             "changed); write the checkpoint again with `bgm-jax convert`") from None
+        raise InputError(f"{path}: cannot read its arrays ({_orbax_reason(e)}); the checkpoint is damaged "
+                         "(truncated or changed): write it again with `bgm-jax convert`") from None
     variables = dict(restored["state"])
     named = _named_leaves(variables)
     if has_digests:
         recorded = dict(restored["digests"]).get("arrays", {})
         for name, array in named.items():
             if recorded.get(name) != array_digest(array):
-                raise InputError(f"{path}: array {name} does not match the digest recorded when it was "
-                                 "written: the checkpoint is damaged or was changed; write it again with "
+                raise InputError(f"{path}: array {name} is damaged: it does not match the digest recorded "
+                                 "when it was written (the file was changed); write the checkpoint again with "
                                  "`bgm-jax convert`")
     else:
         warnings.warn(f"{path}: written by an older bgm-jax without array digests, so damage cannot be "
