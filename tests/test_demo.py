@@ -25,7 +25,7 @@ def test_demo_mattes_the_shipped_held_out_example_with_the_embedded_model(tmp_pa
     printed = capsys.readouterr().out
     assert "512x512 held-out photo_matting test record 5" in printed
     sad = float(printed.split("alpha SAD against ground truth (whole image, /1000): ")[1].split()[0])
-    assert sad < 6.5  # measured 5.76 when packaged (the first packaged model: 7.24); random weights score about 100
+    assert sad < 6.5  # measured 5.84 when packaged (earlier models: 5.76, 7.24); random weights score about 100
     with Image.open(out / "strip.png") as strip:
         assert strip.size == (3 * 256 + 2 * 4, 256)  # three panels, 4 px apart
 

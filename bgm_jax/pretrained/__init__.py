@@ -1,7 +1,7 @@
 """The model that ships inside the package: what ``bgm_jax.load()`` and every command use without a model.
 
 It was trained by this project's own stack (``train/configs/photo_base_mobilenetv2.py``, continued by
-``photo_base2_mobilenetv2.py`` and ``photo_base3_mobilenetv2.py``, then ``photo_refine_mobilenetv2.py``)
+``photo_base2_mobilenetv2.py``, ``photo_base3_mobilenetv2.py`` and ``photo_base4_mobilenetv2.py``, then ``photo_refine_mobilenetv2.py``)
 on synthetic composites textured with the sample photographs bundled in scikit-image; see ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and
 the limits. For real footage, convert the official weights (``bgm-jax convert``).
 

@@ -5,7 +5,7 @@ restarted learning rate and another seed (a different order of samples and augme
 
 480 steps (about 20 minutes on 2 CPU cores), learning rate 3e-4 after 20 warm-up steps. Measured (the
 stage's validation, whole-image SAD / 1000 of the first 16 test images at 128 px): 0.447 -> 0.429. Then
-stage 2, `photo_refine_mobilenetv2.py`, starts from this export.
+stage 1d, `photo_base4_mobilenetv2.py`, continues from this export.
 """
 
 from train.config import TrainConfig
