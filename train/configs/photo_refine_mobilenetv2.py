@@ -3,9 +3,9 @@ starts fresh), sized for a 2-core CPU (about 20 minutes).
 
     python -m train.main --config train/configs/photo_refine_mobilenetv2.py --workdir runs/photo_refine
 
-The chain before it: `photo_base_mobilenetv2.py` (stage 1), `photo_base2_mobilenetv2.py` and
-`photo_base3_mobilenetv2.py`, `photo_base4_mobilenetv2.py` (stage 1 continued three times); `init` points at the last one's export. The
-original's refine stage scaled down: 512 samples (the subjects' stored resolution), crops of 384..512
+The chain before it: `photo_base_mobilenetv2.py` (stage 1), then `photo_base2_mobilenetv2.py`,
+`photo_base3_mobilenetv2.py` and `photo_base4_mobilenetv2.py` (stage 1 continued three times); `init`
+points at the last one's export. The original's refine stage scaled down: 512 samples (the subjects' stored resolution), crops of 384..512
 px in 2 sizes per side, backbone scale 1/4 (the coarse pass at 96..128 px, as the inference API runs a
 512 image), sampling mode on 1,000 patches per image (16,000 pixels: about 6 % of a crop's cells, the
 share the original's 80,000 pixels are of a 2048 crop), the original's refine learning rates doubled for
