@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_torch
+from conftest import require_torch, xla_flags
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def sources(tmp_path_factory):
 @pytest.mark.parametrize("devices", [1, 4])
 def test_stage_configs_run_their_docstring_commands_chained(devices, sources, tmp_path):
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, "XLA_FLAGS": xla_flags(devices), "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": str(ROOT), "JAX_COMPILATION_CACHE_DIR": str(tmp_path.parent / "xla_cache"),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
            "HOME": str(tmp_path / "home"),  # the docstrings' ~/bgm-jax-data, as a user's home would hold it

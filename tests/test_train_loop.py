@@ -5,6 +5,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from conftest import xla_flags
 
 from bgm_jax.errors import InputError
 from train.config import TrainConfig, apply_overrides, load_config
@@ -140,7 +141,7 @@ def test_two_local_processes_train_as_one_global_batch(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, "XLA_FLAGS": xla_flags(1), "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": os.getcwd(), "PYTHONUNBUFFERED": "1"}
     base = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
     hosts = []

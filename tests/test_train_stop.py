@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import xla_flags
 
 from train.config import TrainConfig
 
@@ -45,7 +46,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("stop")
     catalog.build_dataset("synthetic_matting/small", root / "data")
     return {
-        **os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu",
+        **os.environ, "XLA_FLAGS": xla_flags(1), "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": os.getcwd(), "PYTHONUNBUFFERED": "1",
         "JAX_COMPILATION_CACHE_DIR": str(root / "xla"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "BGM_TEST_DATA": str(root / "data"),
