@@ -1,5 +1,5 @@
 """The shipped model, stage 2b: stage 2 (`photo_refine_mobilenetv2.py`) again, from stage 1e's export (the
-refiner starts fresh), with another seed; about 22 minutes on 2 CPU cores.
+refiner starts fresh), with another seed; about 27 minutes on 2 CPU cores.
 
     python -m train.main --config train/configs/photo_refine2_mobilenetv2.py --workdir runs/photo_refine2
 

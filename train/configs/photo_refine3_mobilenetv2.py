@@ -1,5 +1,5 @@
 """The shipped model, stage 2c: stage 2b (`photo_refine2_mobilenetv2.py`) continued, refiner included, at half
-its learning rates (a restarted cosine) and with another seed; about 20 minutes on 2 CPU cores.
+its learning rates (a restarted cosine) and with another seed; about 29 minutes on 2 CPU cores.
 
     python -m train.main --config train/configs/photo_refine3_mobilenetv2.py --workdir runs/photo_refine3
 
