@@ -3,6 +3,9 @@ matting generator, and the grain input pipeline.
 
 - ``synthetic.make_sample`` / ``make_clip``: (fgr, pha, bgr) numpy arrays from a seed, no files.
 - ``catalog.build_dataset`` / ``open_split``: prepare a dataset, open a split for random access.
+- ``photos``: the scikit-image photographs ``photo_matting`` paints with (splits, licences).
+- ``generated.open_generated``: a ``photo_matting`` split rendered in memory, no tfds
+  (``open_split("generated:photo_matting/image", ...)``).
 - ``pipeline.matting_pipeline``: zip-epoch batches for pmap, sharded by host, resumable.
 - ``builders``: the tfds builders (importing it registers them with tfds).
 

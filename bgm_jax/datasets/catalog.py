@@ -104,11 +104,18 @@ def open_split(
     """Random-access source for one split of a prepared dataset.
 
     Args:
-      name_or_dir: "builder/config" (with ``data_dir``) or the prepared dataset's directory.
+      name_or_dir: "builder/config" (with ``data_dir``) or the prepared dataset's directory; or
+        "generated:photo_matting/<config>[:<count>]", the split rendered in memory without tfds
+        (``bgm_jax.datasets.generated``; ``data_dir`` is not used, images are uint8 arrays).
       split: split name or tfds split expression ("train", "test[:10]").
       decode_images: False (default) returns images as their stored encoded bytes, decoded later by the
         pipeline; True lets tfds decode them to arrays (with PIL).
     """
+    if str(name_or_dir).startswith("generated:"):
+        from bgm_jax.datasets import generated
+
+        return generated.open_generated(str(name_or_dir), split)
+
     import tensorflow_datasets as tfds
 
     path = Path(name_or_dir)

@@ -402,3 +402,8 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 def _check_size(height: int, width: int) -> None:
     if height < 16 or width < 16:
         raise ValueError(f"synthetic samples need height and width >= 16, got {height}x{width}")
+
+
+def record_seed(base_seed: int, split_id: int, index: int) -> int:
+    """Seed of sample/clip ``index`` of a split: well mixed, independent of the other counts."""
+    return int(np.random.SeedSequence([int(base_seed), int(split_id), int(index)]).generate_state(1, np.uint32)[0])

@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 
 from bgm_jax.datasets import images, synthetic
 from bgm_jax.datasets.builders import base
+from bgm_jax.datasets.synthetic import record_seed  # noqa: F401  (re-exported: it lived here first)
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -96,8 +97,3 @@ class SyntheticMatting(base.ArrayRecordBuilder):
                     "frame": frame,
                     "seed": seed,
                 }
-
-
-def record_seed(base_seed: int, split_id: int, index: int) -> int:
-    """Seed of sample/clip ``index`` of a split: well mixed, independent of the other counts."""
-    return int(np.random.SeedSequence([int(base_seed), int(split_id), int(index)]).generate_state(1, np.uint32)[0])
