@@ -74,7 +74,8 @@ class TrainConfig:
 
     # Initialisation: "" (random), "pretrained:PATH" (torchvision ImageNet or DeepLabV3 .pth: backbone
     # [+ ASPP] by name and shape), "checkpoint:DIR" (a bgm-jax model directory, e.g. converted official
-    # weights or the base stage's result; a refiner missing from it starts fresh).
+    # weights or the base stage's result; a refiner missing from it starts fresh), "embedded" (the model
+    # this bgm-jax ships, float32 from its float16 file: how a GPU machine continues it without files).
     init: str = ""
 
     # Loop.

@@ -106,10 +106,16 @@ def initial_variables(config: TrainConfig, model, key) -> tuple[dict, list[str]]
         return variables, ["initialisation: random"]
     kind, _, path = config.init.partition(":")
     path = os.path.expanduser(path)
-    if kind == "checkpoint":
-        from bgm_jax.checkpoint import load_model
+    if kind in ("checkpoint", "embedded"):
+        if kind == "embedded":
+            from bgm_jax.pretrained import load_embedded
 
-        source_config, source = load_model(path)
+            path = "the embedded model"
+            source_config, source = load_embedded()
+        else:
+            from bgm_jax.checkpoint import load_model
+
+            source_config, source = load_model(path)
         if source_config["backbone"] != config.backbone:
             raise InputError(f"init {path}: a {source_config['backbone']} checkpoint cannot start a "
                              f"{config.backbone} run; set backbone={source_config['backbone']}")
@@ -127,7 +133,7 @@ def initial_variables(config: TrainConfig, model, key) -> tuple[dict, list[str]]
 
         variables, lines = init_from_pretrained(path, variables)
         return variables, [f"initialisation: {path}", *lines]
-    raise InputError(f"init {config.init!r}: expected 'checkpoint:DIR' or 'pretrained:FILE.pth'")
+    raise InputError(f"init {config.init!r}: expected 'checkpoint:DIR', 'pretrained:FILE.pth' or 'embedded'")
 
 
 # ------------------------------------------------------------------------------------------------------
