@@ -5,8 +5,10 @@ set before jax is first imported, which is why it happens here at collection tim
 
 XLA compiles fast rather than well here (LLVM at -O0, its expensive passes off): the suite's time goes
 to compiling training steps and models at tiny sizes, not to running them, and the flags halve each
-compilation (a MobileNetV2 training step: about 2x faster to compile). Tests that start Python
-subprocesses give them the same flags through ``xla_flags``.
+compilation (a MobileNetV2 training step: about 2x faster to compile). Measured on 2 cores (2026-12-01,
+a niced training run beside it): `pytest tests/test_trainer.py tests/test_models.py tests/test_precision.py`
+took 521 s with these flags and 842 s without (XLA_FLAGS set to the device count alone). Tests that start
+Python subprocesses give them the same flags through ``xla_flags``.
 """
 
 import os
