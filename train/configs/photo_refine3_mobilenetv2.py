@@ -4,8 +4,8 @@ its learning rates (a restarted cosine) and with another seed; about 29 minutes 
     python -m train.main --config train/configs/photo_refine3_mobilenetv2.py --workdir runs/photo_refine3
 
 Measured (validation, whole-image SAD / 1000 of the first 8 test images at 512 px): 4.85 -> 4.60; judged
-(`python -m train.judge`, trimap SAD on the 80 test images) 3.58 -> 3.45. This stage's export is the
-shipped model: then `python -m train.judge` and `python -m train.package` (docs/model.md).
+(`python -m train.judge`, trimap SAD on the 80 test images) 3.58 -> 3.45. Then stage 2d,
+`photo_refine4_mobilenetv2.py`, continues it.
 """
 
 from train.config import TrainConfig
