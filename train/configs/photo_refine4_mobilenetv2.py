@@ -5,9 +5,8 @@ about 71 minutes on 2 CPU cores.
     python -m train.main --config train/configs/photo_refine4_mobilenetv2.py --workdir runs/photo_refine4
 
 Measured (validation, whole-image SAD / 1000 of the first 8 test images at 512 px): 4.60 -> 4.21, still
-falling at the end; judged (`python -m train.judge`, trimap SAD on the 80 test images) 3.45 -> 3.24. This
-stage's export is the shipped model: then `python -m train.judge` and `python -m train.package`
-(docs/model.md).
+falling at the end; judged (`python -m train.judge`, trimap SAD on the 80 test images) 3.45 -> 3.24. Then
+stage 2e, `photo_refine5_mobilenetv2.py`, continues it.
 """
 
 from train.config import TrainConfig
