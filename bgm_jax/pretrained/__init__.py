@@ -1,7 +1,7 @@
 """The model that ships inside the package: what ``bgm_jax.load()`` and every command use without a model.
 
 It was trained by this project's own stack (the chain of ``train/configs/photo_*_mobilenetv2.py`` configs
-that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then three more refine
+that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then four more refine
 stages) on synthetic composites textured with the sample photographs bundled in scikit-image; see
 ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and the limits. For real
 footage, convert the official weights (``bgm-jax convert``).
