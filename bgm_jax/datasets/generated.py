@@ -111,15 +111,14 @@ class GeneratedSplit(Sequence):
 def open_generated(spec: str, split: str, *, workers: int | None = None) -> GeneratedSplit:
     """Render split ``split`` of ``spec`` (see the module docstring) into memory, on ``workers``
     processes (default: every core). The same (spec, split) is rendered once per process."""
-    parse_spec(spec)
+    parsed = parse_spec(spec)
     if split not in photos.SPLITS:
         raise InputError(f"dataset {spec!r}: no split {split!r}; it has {', '.join(photos.SPLITS)}")
-    return _open(spec, split, workers or os.cpu_count() or 1)
+    return _open(spec, parsed, split, workers or os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=4)
-def _open(spec: str, split: str, workers: int) -> GeneratedSplit:
-    parsed = parse_spec(spec)
+def _open(spec: str, parsed: Spec, split: str, workers: int) -> GeneratedSplit:
     size = parsed.size
     count = parsed.count or (size.num_train if split == "train" else size.num_test)
     start = time.perf_counter()
