@@ -203,3 +203,56 @@ def test_losses_match_the_original_pytorch_formulas_on_random_data():
                                         a["true_fgr"])
     assert float(ours_base) == pytest.approx(float(base), rel=1e-5)
     assert float(ours_refine) == pytest.approx(float(refine), rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The soft-band term (soft_weight > 0; not in the original, off by default)
+
+
+def test_soft_band_is_the_square_neighbourhood_of_the_soft_pixels_only():
+    alpha = np.zeros((1, 12, 12, 1), np.float32)
+    alpha[0, 6, 6, 0] = 0.5  # one soft pixel
+    alpha[0, :, 10:, 0] = 1.0  # opaque and clear pixels are not soft
+    alpha[0, 0, 0, 0] = 0.05  # below the trimap's low threshold
+    band = np.asarray(losses.soft_band(jnp.asarray(alpha), radius=2))[0, :, :, 0]
+    expected = np.zeros((12, 12))
+    expected[4:9, 4:9] = 1
+    np.testing.assert_array_equal(band, expected)
+
+
+def test_soft_term_is_the_mean_error_over_the_band_times_the_weight():
+    truth = np.zeros((1, 16, 16, 1), np.float32)
+    truth[0, 8, 8, 0] = 0.5
+    pred = np.zeros_like(truth)  # wrong by 0.5 at the one soft pixel, right everywhere else in its band
+    band = losses.soft_band(jnp.asarray(truth))  # radius 3: 7 x 7 = 49 pixels
+    assert float(band.sum()) == 49
+    np.testing.assert_allclose(losses.band_l1(pred, truth, band), 0.5 / 49, rtol=1e-6)
+    fgr = np.zeros((1, 16, 16, 3), np.float32)
+    err = np.zeros_like(truth)
+    plain, _ = losses.base_loss(pred, fgr, err, truth, fgr)
+    weighted, terms = losses.base_loss(pred, fgr, err, truth, fgr, soft_weight=3.0)
+    np.testing.assert_allclose(terms["pha_soft_l1"], 3.0 * 0.5 / 49, rtol=1e-6)
+    np.testing.assert_allclose(weighted - plain, 3.0 * 0.5 / 49, rtol=1e-5)
+
+
+def test_soft_term_is_zero_without_soft_pixels_and_absent_at_weight_zero():
+    example, _ = _refine_example()
+    _, plain = losses.refine_loss(**example)
+    assert "pha_soft_l1" not in plain and len(plain) == 7
+    binary = (example["true_pha"] > 0.5).astype(jnp.float32)
+    _, terms = losses.refine_loss(**{**example, "true_pha": binary}, soft_weight=1.0)
+    assert float(terms["pha_soft_l1"]) == 0.0  # no soft pixels: an empty band adds nothing (no 0/0)
+
+
+def test_refine_soft_terms_score_both_the_full_and_the_coarse_alpha():
+    rng = np.random.default_rng(3)
+    truth = np.clip(rng.uniform(-0.3, 1.3, (1, 16, 16, 1)), 0, 1).astype(np.float32)
+    fgr = rng.uniform(0, 1, (1, 16, 16, 3)).astype(np.float32)
+    pha, pha_sm = rng.uniform(0, 1, (1, 16, 16, 1)).astype(np.float32), rng.uniform(0, 1, (1, 4, 4, 1)).astype(np.float32)
+    fgr_sm, err_sm = fgr[:, ::4, ::4], np.zeros_like(pha_sm)
+    _, terms = losses.refine_loss(pha, fgr, pha_sm, fgr_sm, err_sm, truth, fgr, soft_weight=2.0)
+    band = losses.soft_band(jnp.asarray(truth))
+    np.testing.assert_allclose(terms["pha_soft_l1"], 2.0 * losses.band_l1(pha, truth, band), rtol=1e-6)
+    truth_sm = losses.resize_bilinear(jnp.asarray(truth), (4, 4))
+    np.testing.assert_allclose(terms["pha_sm_soft_l1"],
+                               2.0 * losses.band_l1(pha_sm, truth_sm, losses.soft_band(truth_sm)), rtol=1e-6)

@@ -180,3 +180,12 @@ def test_refine_stage_starts_from_a_base_checkpoint_with_a_fresh_refiner(tmp_pat
     assert any("refiner: fresh initialisation" in line for line in report)
     with pytest.raises(InputError, match="cannot start a resnet50 run"):
         initial_variables(refine_config.replace(backbone="resnet50"), build_model(refine_config), jax.random.key(0))
+
+
+@pytest.mark.parametrize("init", ["embedded:runs/x", "checkpoint:", "pretrained:", "imagenet:x.pth"])
+def test_a_malformed_init_is_refused_with_the_accepted_forms(tmp_path, init):
+    from train.loop import build_model, initial_variables
+
+    config = small_config(tmp_path, stage="refine", init=init)
+    with pytest.raises(InputError, match=r"expected 'checkpoint:DIR', 'pretrained:FILE.pth' or 'embedded'"):
+        initial_variables(config, build_model(config), jax.random.key(0))

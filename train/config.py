@@ -71,6 +71,8 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip_norm: float | None = None
     precision: str = "float32"  # float32 | bfloat16 | float16 (dynamic loss scaling)
+    # Weight of an extra alpha L1 over the soft band (train.losses.soft_band); 0 = the original's losses.
+    soft_weight: float = 0.0
 
     # Initialisation: "" (random), "pretrained:PATH" (torchvision ImageNet or DeepLabV3 .pth: backbone
     # [+ ASPP] by name and shape), "checkpoint:DIR" (a bgm-jax model directory, e.g. converted official
@@ -108,6 +110,7 @@ class TrainConfig:
             (self.num_steps is None or self.num_steps >= 0, "num_steps must be None (from the epochs) or >= 0"),
             (self.misalignment in ("code", "paper"), f"misalignment must be 'code' or 'paper', got {self.misalignment!r}"),
             (0 <= self.plate_perturbation <= 1, "plate_perturbation must be a probability in [0, 1]"),
+            (self.soft_weight >= 0, "soft_weight must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

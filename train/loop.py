@@ -81,15 +81,16 @@ def make_prepare(augment: aug.AugmentConfig, crop_hw):
     return prepare
 
 
-def make_loss(stage: str):
+def make_loss(stage: str, soft_weight: float = 0.0):
     if stage == "base":
         def loss_fn(outputs, targets):
             pha, fgr, err, _ = outputs
-            return losses.base_loss(pha, fgr, err, targets["pha"], targets["fgr"])
+            return losses.base_loss(pha, fgr, err, targets["pha"], targets["fgr"], soft_weight)
     else:
         def loss_fn(outputs, targets):
             pha, fgr, pha_sm, fgr_sm, err_sm, _ = outputs
-            return losses.refine_loss(pha, fgr, pha_sm, fgr_sm, err_sm, targets["pha"], targets["fgr"])
+            return losses.refine_loss(pha, fgr, pha_sm, fgr_sm, err_sm, targets["pha"], targets["fgr"],
+                                      soft_weight)
     return loss_fn
 
 
@@ -106,6 +107,8 @@ def initial_variables(config: TrainConfig, model, key) -> tuple[dict, list[str]]
         return variables, ["initialisation: random"]
     kind, _, path = config.init.partition(":")
     path = os.path.expanduser(path)
+    if (kind == "embedded") != (config.init == "embedded") or (kind in ("checkpoint", "pretrained") and not path):
+        kind = ""  # "embedded:x", "checkpoint:" and "pretrained:" are malformed
     if kind in ("checkpoint", "embedded"):
         if kind == "embedded":
             from bgm_jax.pretrained import load_embedded
@@ -376,7 +379,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
     valid = load_validation(config)
 
     augment = augment_config(config)
-    loss_fn = make_loss(config.stage)
+    loss_fn = make_loss(config.stage, config.soft_weight)
     if use_pmap:
         state = jax.tree_util.tree_map(lambda x: jnp.stack([x] * local_devices), state)
         compiled = {}
