@@ -1,12 +1,12 @@
-"""The shipped model, stage 2e: stage 2d (`photo_refine4_mobilenetv2.py`) continued, refiner included, for
+"""Stage 2e: stage 2d (`photo_refine4_mobilenetv2.py`) continued, refiner included, for
 600 steps at half its learning rates (a restarted cosine) and with another seed; about 39 minutes on 2 CPU
 cores (beside a test run).
 
     python -m train.main --config train/configs/photo_refine5_mobilenetv2.py --workdir runs/photo_refine5
 
 Measured: validation (whole-image SAD / 1000, 8 test images) 4.21 -> 4.27, but judged
-(`python -m train.judge`, trimap SAD on the 80 test images) 3.24 -> 3.17. This stage's export is the
-shipped model: then `python -m train.judge` and `python -m train.package` (docs/model.md).
+(`python -m train.judge`, trimap SAD on the 80 test images) 3.24 -> 3.17. This stage's export was the
+shipped model until stage 2f (`photo_refine6_mobilenetv2.py`) continued it.
 """
 
 from train.config import TrainConfig
