@@ -107,8 +107,8 @@ def initial_variables(config: TrainConfig, model, key) -> tuple[dict, list[str]]
         return variables, ["initialisation: random"]
     kind, _, path = config.init.partition(":")
     path = os.path.expanduser(path)
-    if (kind == "embedded") != (config.init == "embedded") or (kind in ("checkpoint", "pretrained") and not path):
-        kind = ""  # "embedded:x", "checkpoint:" and "pretrained:" are malformed
+    if (kind == "embedded" and config.init != "embedded") or (kind in ("checkpoint", "pretrained") and not path):
+        kind = ""  # "embedded:x", "checkpoint:" and "pretrained:" are malformed: refused below
     if kind in ("checkpoint", "embedded"):
         if kind == "embedded":
             from bgm_jax.pretrained import load_embedded

@@ -36,10 +36,11 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from bgm_jax.evaluation.metrics import TRIMAP_HIGH as SOFT_HIGH
+from bgm_jax.evaluation.metrics import TRIMAP_LOW as SOFT_LOW
 from bgm_jax.models import layers
 
 SOBEL_EPSILON = 1e-6
-SOFT_LOW, SOFT_HIGH = 0.06, 0.96  # the test trimap's thresholds (bgm_jax.evaluation.metrics)
 SOFT_RADIUS = 3
 
 

@@ -1,6 +1,6 @@
-"""The shipped model, stage 2h: stage 2g (`photo_refine7_mobilenetv2.py`) continued, refiner included, for 600 steps at the
-same learning rates (a restarted cosine) with the soft-band term doubled (``soft_weight=2.0``) and another
-seed.
+"""The shipped model, stage 2h: stage 2g (`photo_refine7_mobilenetv2.py`) continued, refiner included, for
+600 steps at the same learning rates (a restarted cosine) with the soft-band term doubled
+(``soft_weight=2.0``) and another seed.
 
     python -m train.main --config train/configs/photo_refine8_mobilenetv2.py --workdir runs/photo_refine8
 
