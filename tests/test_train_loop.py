@@ -103,6 +103,20 @@ def test_bad_config_input_names_the_problem(tmp_path):
         config.replace(stage="final")
     with pytest.raises(InputError, match="no such config file"):
         load_config(tmp_path / "missing.py")
+    with pytest.raises(InputError, match="fgr_scale must be"):
+        config.replace(fgr_scale=(1.0, 0.5))
+
+
+def test_fgr_scale_overrides_only_the_foreground_scale_of_the_preset():
+    from train.loop import augment_config
+
+    refine = load_config("train/configs/tiny.py").replace(stage="refine", augment="refine")
+    assert augment_config(refine).fgr_affine.scale == (0.3, 1.0)  # the original's refine preset
+    near_native = apply_overrides(refine, ["fgr_scale=0.75,1"])
+    assert near_native.fgr_scale == (0.75, 1.0)
+    changed, kept = augment_config(near_native), augment_config(refine)
+    assert changed.fgr_affine.scale == (0.75, 1.0)
+    assert changed.fgr_affine.rotation == kept.fgr_affine.rotation and changed.bgr_affine == kept.bgr_affine
 
 
 def test_a_dataset_that_is_not_prepared_says_how_to_prepare_it(tmp_path):

@@ -60,6 +60,11 @@ class TrainConfig:
     # Share of samples whose network background gets the test protocol's perturbation (supplement D.2:
     # subpixel shift, gamma, noise); not in the original recipe (0), see AugmentConfig.plate_perturbation_p.
     plate_perturbation: float = 0.0
+    # (low, high) scale of the foreground layer relative to the image fitted to cover the sample; None keeps
+    # the preset's (base 0.4..1, refine 0.3..1, the original's). The original's refine foregrounds were HD or
+    # 4K frames fitted to a 2048 sample; foregrounds rendered at the sample size lose strands thinner than a
+    # pixel when shrunk that far, so a model for them trains nearer native size.
+    fgr_scale: tuple[float, float] | None = None
     data_threads: int = 2
 
     # Optimisation (original: Adam, per-module learning rates, no schedule).
@@ -111,6 +116,8 @@ class TrainConfig:
             (self.misalignment in ("code", "paper"), f"misalignment must be 'code' or 'paper', got {self.misalignment!r}"),
             (0 <= self.plate_perturbation <= 1, "plate_perturbation must be a probability in [0, 1]"),
             (self.soft_weight >= 0, "soft_weight must be >= 0"),
+            (self.fgr_scale is None or (len(self.fgr_scale) == 2 and 0 < self.fgr_scale[0] <= self.fgr_scale[1]),
+             f"fgr_scale must be None or (low, high) with 0 < low <= high, got {self.fgr_scale}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -177,7 +184,8 @@ def _parse_value(field: dataclasses.Field, text: str):
     if text.lower() in ("none", "null") and "None" in kind:
         return None
     if kind.startswith("tuple"):
-        return tuple(int(v) for v in text.split(","))
+        cast = float if "float" in kind else int
+        return tuple(cast(v) for v in text.split(","))
     if "bool" in kind:
         return text.lower() in ("1", "true", "yes", "on")
     if "int" in kind and "float" not in kind:
