@@ -105,6 +105,8 @@ def test_bad_config_input_names_the_problem(tmp_path):
         load_config(tmp_path / "missing.py")
     with pytest.raises(InputError, match="fgr_scale must be"):
         config.replace(fgr_scale=(1.0, 0.5))
+    with pytest.raises(InputError, match="fgr_scale must be"):
+        config.replace(fgr_scale=0.5)
 
 
 def test_fgr_scale_overrides_only_the_foreground_scale_of_the_preset():

@@ -116,7 +116,8 @@ class TrainConfig:
             (self.misalignment in ("code", "paper"), f"misalignment must be 'code' or 'paper', got {self.misalignment!r}"),
             (0 <= self.plate_perturbation <= 1, "plate_perturbation must be a probability in [0, 1]"),
             (self.soft_weight >= 0, "soft_weight must be >= 0"),
-            (self.fgr_scale is None or (len(self.fgr_scale) == 2 and 0 < self.fgr_scale[0] <= self.fgr_scale[1]),
+            (self.fgr_scale is None or (isinstance(self.fgr_scale, (tuple, list)) and len(self.fgr_scale) == 2
+                                        and 0 < self.fgr_scale[0] <= self.fgr_scale[1]),
              f"fgr_scale must be None or (low, high) with 0 < low <= high, got {self.fgr_scale}"),
         ]
         for ok, message in checks:
