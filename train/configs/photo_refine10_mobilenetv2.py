@@ -8,6 +8,9 @@ Why: the subjects are rendered at 512x512, the refine sample's size, so the orig
 (0.3..1 of a 2048 sample cut from HD and 4K frames) shrinks a one-pixel strand to a faint, broken line in
 most training samples, while the held-out images (and real footage) show it at full strength. Judged,
 stage 2h under-estimates true alpha in 0.4..0.96 by 0.13..0.23 on average and misses most strands.
+
+Measured: validation 4.14 -> 4.11; judged (trimap SAD, 80 test images) 2.71 -> 2.64, the under-estimate
+0.10..0.20; strands still mostly missed (docs/model.md, "Where the error sits").
 """
 
 from train.config import TrainConfig

@@ -1,12 +1,11 @@
-"""The shipped model, stage 2h: stage 2g (`photo_refine7_mobilenetv2.py`) continued, refiner included, for
+"""Stage 2h: stage 2g (`photo_refine7_mobilenetv2.py`) continued, refiner included, for
 600 steps at the same learning rates (a restarted cosine) with the soft-band term doubled
 (``soft_weight=2.0``) and another seed.
 
     python -m train.main --config train/configs/photo_refine8_mobilenetv2.py --workdir runs/photo_refine8
 
-Measured: validation 4.21 -> 4.14; judged (trimap SAD, 80 test images) 2.83 -> 2.71. This stage's export
-is the shipped model: then ``python -m train.judge`` and ``python -m train.package --example 3``
-(docs/model.md).
+Measured: validation 4.21 -> 4.14; judged (trimap SAD, 80 test images) 2.83 -> 2.71. Its export was the
+shipped model until stage 2l (`photo_refine12_mobilenetv2.py`).
 """
 
 from train.config import TrainConfig
