@@ -59,8 +59,7 @@ def augment_config(config: TrainConfig) -> aug.AugmentConfig:
     if config.plate_perturbation:
         preset = dataclasses.replace(preset, plate_perturbation_p=config.plate_perturbation)
     if config.fgr_scale is not None:
-        preset = dataclasses.replace(preset, fgr_affine=dataclasses.replace(
-            preset.fgr_affine, scale=tuple(float(v) for v in config.fgr_scale)))
+        preset = dataclasses.replace(preset, fgr_affine=dataclasses.replace(preset.fgr_affine, scale=config.fgr_scale))
     if config.crop_size is not None:
         preset = dataclasses.replace(preset, crop_size=tuple(config.crop_size),
                                      crop_multiple=4 if config.stage == "refine" else 1,
