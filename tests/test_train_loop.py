@@ -107,6 +107,8 @@ def test_bad_config_input_names_the_problem(tmp_path):
         config.replace(fgr_scale=(1.0, 0.5))
     with pytest.raises(InputError, match="fgr_scale must be"):
         config.replace(fgr_scale=0.5)
+    with pytest.raises(InputError, match="misalign_affine must be"):
+        config.replace(misalign_affine=1.5)
 
 
 def test_fgr_scale_overrides_only_the_foreground_scale_of_the_preset():
@@ -119,6 +121,19 @@ def test_fgr_scale_overrides_only_the_foreground_scale_of_the_preset():
     changed, kept = augment_config(near_native), augment_config(refine)
     assert changed.fgr_affine.scale == (0.75, 1.0)
     assert changed.fgr_affine.rotation == kept.fgr_affine.rotation and changed.bgr_affine == kept.bgr_affine
+
+
+def test_misalign_affine_overrides_only_the_share_of_moved_plates():
+    from train.loop import augment_config
+
+    refine = load_config("train/configs/tiny.py").replace(stage="refine", augment="refine")
+    assert augment_config(refine).misalign_affine_p == 0.3  # paper and original code
+    still = apply_overrides(refine, ["misalign_affine=0"])
+    assert still.misalign_affine == 0.0
+    changed, kept = augment_config(still), augment_config(refine)
+    assert changed.misalign_affine_p == 0.0
+    assert changed.misalign_affine == kept.misalign_affine and changed.misalign_colour_p == kept.misalign_colour_p
+    assert apply_overrides(still, ["misalign_affine=none"]).misalign_affine is None
 
 
 def test_a_dataset_that_is_not_prepared_says_how_to_prepare_it(tmp_path):

@@ -60,6 +60,11 @@ class TrainConfig:
     # Share of samples whose network background gets the test protocol's perturbation (supplement D.2:
     # subpixel shift, gamma, noise); not in the original recipe (0), see AugmentConfig.plate_perturbation_p.
     plate_perturbation: float = 0.0
+    # Share of samples whose network background is moved by the misalignment affine (rotation +-1 deg,
+    # translation +-1 % of the crop: several pixels); None keeps the preset's 30 % (paper and code alike).
+    # The test protocol moves the plate by at most 0.3 px, and a plate moved by pixels makes every edge of
+    # a textured background look like a strand, so a model judged by that protocol can train with less.
+    misalign_affine: float | None = None
     # (low, high) scale of the foreground layer relative to the image fitted to cover the sample; None keeps
     # the preset's (base 0.4..1, refine 0.3..1, the original's). The original's refine foregrounds were HD or
     # 4K frames fitted to a 2048 sample; foregrounds rendered at the sample size lose strands thinner than a
@@ -115,6 +120,9 @@ class TrainConfig:
             (self.num_steps is None or self.num_steps >= 0, "num_steps must be None (from the epochs) or >= 0"),
             (self.misalignment in ("code", "paper"), f"misalignment must be 'code' or 'paper', got {self.misalignment!r}"),
             (0 <= self.plate_perturbation <= 1, "plate_perturbation must be a probability in [0, 1]"),
+            (self.misalign_affine is None or (isinstance(self.misalign_affine, (int, float))
+                                              and 0 <= self.misalign_affine <= 1),
+             f"misalign_affine must be None (the preset's) or a probability in [0, 1], got {self.misalign_affine!r}"),
             (self.soft_weight >= 0, "soft_weight must be >= 0"),
             (self.fgr_scale is None or (isinstance(self.fgr_scale, (tuple, list)) and len(self.fgr_scale) == 2
                                         and 0 < self.fgr_scale[0] <= self.fgr_scale[1]),
