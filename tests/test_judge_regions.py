@@ -9,7 +9,7 @@ import pytest
 
 from bgm_jax.evaluation import metrics, protocol
 from bgm_jax.evaluation.score import quantize_alpha
-from train.judge import BAND_REGIONS, error_by_region
+from train.judge import BAND_REGIONS, STRUCTURES, error_by_region, structure_masks
 
 
 class _TestSet:
@@ -51,7 +51,22 @@ def test_band_regions_add_up_to_sad_and_outside_is_kept_apart():
             outside.append(error[~metrics.unknown_region(trimap)].sum() / 1000)
         band_total = sum(regions[name][r[0]] for r in BAND_REGIONS)
         assert band_total == pytest.approx(np.mean(sads), rel=1e-6) and band_total > 0
+        assert sum(regions[name][s] for s in STRUCTURES) == pytest.approx(band_total, rel=1e-6)
         assert regions[name]["outside_band"] == pytest.approx(np.mean(outside), rel=1e-6)
     # alpha 0 everywhere: no error where the truth is below 0.06, all of it on soft and solid pixels
     assert regions["zero"]["band_below_0.06"] < 1e-6
     assert regions["zero"]["band_soft"] > 0 and regions["zero"]["outside_band"] > 0
+
+
+def test_structures_tell_a_strand_from_a_veil_from_a_solid_edge():
+    truth = np.zeros((64, 64), np.float32)
+    truth[8:56, 4:24] = 1.0  # a solid block: its edge is neither thin nor veil
+    truth[8:56, 30] = 0.7  # a strand one pixel wide
+    truth[8:56, 40:60] = 0.4  # a veil 20 px wide
+    masks = structure_masks(truth)
+    total = sum(m.astype(int) for m in masks.values())
+    assert (total == 1).all()  # disjoint and covering
+    assert masks["shape_thin"][8:56, 30].all() and not masks["shape_thin"][:, 4:24].any()
+    assert masks["shape_veil"][20:44, 44:56].all() and not masks["shape_veil"][:, 30].any()
+    assert masks["shape_rest"][8:56, 4:24].all()  # the block, edge included
+    assert not masks["shape_veil"][:, 40].any()  # the veil's own rim is within 3 px of its edge: rest

@@ -14,8 +14,8 @@ temporal stability on a generated clip through `bgm-jax video`, and picture grid
    and scored with the evaluation package's video metrics (MAD, MSE, dtSSD); keying on the same frames
    for comparison. dtSSD measures flicker: errors that change from frame to frame.
 3. Where the error sits: the alpha error of each method split by region (the closing trimap's band, and
-   within it soft pixels, the gaps below 0.06 and the solid pixels; outside the band, which SAD ignores)
-   on the first ``REGION_IMAGES`` test images.
+   within it soft pixels, the gaps below 0.06 and the solid pixels; the band again by structure: veils,
+   thin strands, the rest; outside the band, which SAD ignores) on the first ``REGION_IMAGES`` test images.
 4. ``examples.png``: source, truth, keying and model alpha for a few test images, with a zoomed strand region.
 
 Writes ``judge.json`` and ``judge.md`` to ``--out``; prints the tables.
@@ -37,14 +37,31 @@ REGION_IMAGES = 16
 BAND_REGIONS = (("band_soft", 0.06, 0.96), ("band_below_0.06", -1.0, 0.06), ("band_from_0.96", 0.96, 2.0))
 
 
+STRUCTURES = ("shape_veil", "shape_thin", "shape_rest")
+
+
+def structure_masks(truth: np.ndarray) -> dict[str, np.ndarray]:
+    """The pixels of a true alpha (HxW in [0, 1]) by the structure they belong to, disjoint and covering it:
+    ``shape_veil``, the inside of a semi-transparent area (soft alpha over a whole 7x7 neighbourhood);
+    ``shape_thin``, foreground (alpha > 0.06) that a 5x5 opening removes, so narrower than 5 px (strands,
+    thin lines), outside veils; ``shape_rest``, everything else (solid areas, their edges, background)."""
+    from scipy import ndimage
+
+    foreground = truth > 0.06
+    veil = ndimage.binary_erosion(foreground & (truth < 0.96), np.ones((7, 7), bool))
+    thin = foreground & ~ndimage.binary_opening(foreground, np.ones((5, 5), bool)) & ~veil
+    return {"shape_veil": veil, "shape_thin": thin, "shape_rest": ~veil & ~thin}
+
+
 def error_by_region(predictors: dict, test_set, count: int = REGION_IMAGES) -> dict[str, dict[str, float]]:
     """Per method, the mean per image of sum |alpha - truth| / 1000 (SAD's unit) in each region: inside the
-    closing trimap's unknown band split by the true alpha (``BAND_REGIONS``; the three add up to SAD), and
-    ``outside_band`` (pixels SAD does not score). Alphas quantised to 8 bits as the protocol scores them."""
+    closing trimap's unknown band split by the true alpha (``BAND_REGIONS``; the three add up to SAD), the
+    same band split by structure (``STRUCTURES``, :func:`structure_masks`; these three add up to SAD too),
+    and ``outside_band`` (pixels SAD does not score). Alphas quantised to 8 bits as the protocol scores them."""
     from bgm_jax.evaluation import metrics, protocol
     from bgm_jax.evaluation.score import quantize_alpha
 
-    sums = {name: {region: 0.0 for region in (*(r[0] for r in BAND_REGIONS), "outside_band")}
+    sums = {name: {region: 0.0 for region in (*(r[0] for r in BAND_REGIONS), *STRUCTURES, "outside_band")}
             for name in predictors}
     count = min(count, len(test_set))
     for index in range(count):
@@ -52,6 +69,7 @@ def error_by_region(predictors: dict, test_set, count: int = REGION_IMAGES) -> d
         truth = metrics.to_unit_float32(sample.gt_pha)
         band = metrics.unknown_region(metrics.trimap_from_alpha(sample.gt_pha, "closing"))
         masks = {name: band & (truth >= low) & (truth < high) for name, low, high in BAND_REGIONS}
+        masks.update({name: band & mask for name, mask in structure_masks(truth).items()})
         masks["outside_band"] = ~band
         for name, predict in predictors.items():
             pha = np.asarray(predict(sample.src[None], sample.bgr[None]).pha)[0, ..., 0]
