@@ -80,6 +80,9 @@ def config_problem(config: dict[str, Any]) -> str | None:
         return f"backbone {config.get('backbone')!r} is not one this bgm-jax knows ({', '.join(BACKBONES)})"
     if config["model_type"] == "refine" and config.get("refine_kernel_size", 3) not in (1, 3):
         return f"refine_kernel_size {config.get('refine_kernel_size')!r} is not 1 or 3"
+    scale = config.get("backbone_scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 0.5):
+        return f"backbone_scale {scale!r} is not a number in (0, 0.5]"
     return None
 
 

@@ -95,9 +95,13 @@ class Settings:
         if self.refine_sample_pixels is not None and self.refine_sample_pixels < 0:
             raise InputError(f"refine sample pixels must be >= 0, got {self.refine_sample_pixels}")
 
-    def resolve(self, height: int, width: int) -> dict[str, Any]:
-        """Model fields for an input of this size."""
+    def resolve(self, height: int, width: int, model_backbone_scale: float | None = None) -> dict[str, Any]:
+        """Model fields for an input of this size. A backbone scale left as None is the model's own
+        (``model_backbone_scale``: a model trained at another scale than the paper's records it) or else the
+        paper's recommendation for the resolution."""
         scale, pixels = recommended_settings(height, width)
+        if model_backbone_scale is not None:
+            scale = model_backbone_scale
         return {
             "backbone_scale": self.backbone_scale if self.backbone_scale is not None else scale,
             "refine_mode": self.refine_mode,
@@ -227,7 +231,7 @@ class Matting:
 
     def model_fields(self, height: int, width: int) -> dict[str, Any]:
         """The model settings used for an input of this size (resolved at the padded size)."""
-        fields = self.settings.resolve(*self.padded_size(height, width))
+        fields = self.settings.resolve(*self.padded_size(height, width), self.config.get("backbone_scale"))
         if not self.is_refine:
             return {"dtype": fields["dtype"]}
         return fields
@@ -372,7 +376,8 @@ def load(
     one, the model embedded in the package (``bgm_jax.pretrained``: MobileNetV2, trained by this project
     on synthetic composites; convert the official weights for real footage).
 
-    Settings left as None follow the paper's recommendation for each input's resolution.
+    Settings left as None follow the paper's recommendation for each input's resolution, except a
+    backbone scale that the model's config records (a model trained at another scale than the paper's).
     ``precision``: ``float32`` (full float32, also on GPUs), ``tf32`` (float32 storage, the backend's
     fast matmul precision: TF32 on NVIDIA GPUs), ``bfloat16`` or ``float16`` compute.
     ``compilation_cache``: a directory for JAX's persistent compilation cache, None for the default

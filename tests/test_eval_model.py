@@ -121,6 +121,18 @@ def test_model_eval_csv_and_json_have_one_row_per_image_plus_the_mean_and_name_t
         assert float(rows[-1][metric]) == pytest.approx(data["mean"][metric])
 
 
+def test_a_model_that_records_its_backbone_scale_is_evaluated_at_it_unless_told_otherwise(data_dir, tmp_path):
+    path = tmp_path / "half"
+    save_model(path, random_variables(CONFIG, seed=0), {**CONFIG, "backbone_scale": 0.5})
+    common = ("--model", path, "--dataset", TINY, "--data-dir", data_dir, "--compilation-cache", "", "--batch", "3")
+    code, out, err = run_cli(*common)
+    assert code == 0, err
+    assert "backbone_scale=0.5" in out.splitlines()[1]
+    code, out, err = run_cli(*common, "--backbone-scale", "0.25")
+    assert code == 0, err
+    assert "backbone_scale=0.25" in out.splitlines()[1]
+
+
 def test_saved_predictions_rescored_with_pred_mode_give_the_same_numbers(model_run):
     pred = model_run.dir / "pred"
     for folder in ("pha", "fgr", "gt_pha", "gt_fgr"):

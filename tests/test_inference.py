@@ -179,6 +179,21 @@ def test_settings_follow_the_paper_for_hd_and_4k_and_can_be_overridden():
         Settings(backbone_scale=0.75)
 
 
+def test_a_backbone_scale_recorded_by_the_model_is_its_default_and_an_explicit_one_wins(matting):
+    from bgm_jax.inference import Matting
+
+    own = Matting({**matting.config, "backbone_scale": 0.5}, matting.variables)
+    assert own.model_fields(2160, 3840)["backbone_scale"] == 0.5  # instead of the paper's 0.125 for 4K
+    assert own.model_fields(2160, 3840)["refine_sample_pixels"] == 320_000  # the rest still the paper's
+    assert own.with_settings(backbone_scale=0.25).model_fields(2160, 3840)["backbone_scale"] == 0.25
+    assert matting.model_fields(2160, 3840)["backbone_scale"] == 0.125  # a model without one: the paper's
+    src, bgr = images(48, 64, seed=3)
+    halved = own(src, bgr).pha
+    assert not np.allclose(np.asarray(halved), np.asarray(matting(src, bgr).pha))  # the scale is really used
+    np.testing.assert_allclose(np.asarray(halved), np.asarray(matting.with_settings(backbone_scale=0.5)(src, bgr).pha),
+                               atol=1e-6)
+
+
 def test_bfloat16_precision_returns_float32_outputs_close_to_float32(matting):
     src, bgr = images(48, 64, seed=11)
     full = matting(src, bgr)

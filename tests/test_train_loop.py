@@ -136,6 +136,22 @@ def test_misalign_affine_overrides_only_the_share_of_moved_plates():
     assert apply_overrides(still, ["misalign_affine=none"]).misalign_affine is None
 
 
+def test_an_export_records_a_backbone_scale_only_when_it_is_not_the_originals():
+    from bgm_jax.checkpoint import config_problem
+    from train.loop import export_config
+
+    refine = load_config("train/configs/tiny.py").replace(stage="refine", augment="refine")
+    assert "backbone_scale" not in export_config(refine, 7)  # the paper's per-resolution rule applies
+    half = export_config(refine.replace(backbone_scale=0.5), 7)
+    assert half["backbone_scale"] == 0.5 and half["source"] == "train.main step 7"
+    assert config_problem(half) is None
+    assert "backbone_scale" in config_problem({**half, "backbone_scale": 0.7})  # a damaged config is refused
+    assert "backbone_scale" in config_problem({**half, "backbone_scale": "half"})
+    assert "backbone_scale" not in export_config(refine.replace(stage="base", backbone_scale=0.5), 7)
+    with pytest.raises(InputError, match="backbone_scale must be"):
+        refine.replace(backbone_scale=0.75)
+
+
 def test_a_dataset_that_is_not_prepared_says_how_to_prepare_it(tmp_path):
     config = small_config(tmp_path, train_data="videomatte240k")
     with pytest.raises(InputError, match="bgm-jax build-dataset videomatte240k"):

@@ -124,6 +124,7 @@ class TrainConfig:
                                               and 0 <= self.misalign_affine <= 1),
              f"misalign_affine must be None (the preset's) or a probability in [0, 1], got {self.misalign_affine!r}"),
             (self.soft_weight >= 0, "soft_weight must be >= 0"),
+            (0 < self.backbone_scale <= 0.5, f"backbone_scale must be in (0, 0.5], got {self.backbone_scale}"),
             (self.fgr_scale is None or (isinstance(self.fgr_scale, (tuple, list)) and len(self.fgr_scale) == 2
                                         and 0 < self.fgr_scale[0] <= self.fgr_scale[1]),
              f"fgr_scale must be None or (low, high) with 0 < low <= high, got {self.fgr_scale}"),

@@ -50,6 +50,17 @@ def build_model(config: TrainConfig, *, axis_name: str | None = None, train: boo
     )
 
 
+def export_config(config: TrainConfig, step: int) -> dict:
+    """The model config written with the export. A refine model trained at another backbone scale than the
+    original's records it, and inference then uses it as the model's default (``bgm_jax.inference``); one
+    trained at the original's follows the paper's per-resolution rule."""
+    model_config = {"model_type": config.stage, "backbone": config.backbone,
+                    "refine_kernel_size": config.refine_kernel_size, "source": f"train.main step {step}"}
+    if config.stage == "refine" and config.backbone_scale != ORIGINAL_BACKBONE_SCALE:
+        model_config["backbone_scale"] = config.backbone_scale
+    return model_config
+
+
 def augment_config(config: TrainConfig) -> aug.AugmentConfig:
     preset = {"base": aug.AugmentConfig.base, "refine": aug.AugmentConfig.refine,
               "identity": aug.AugmentConfig.identity}[config.augment]()
@@ -150,6 +161,7 @@ def initial_variables(config: TrainConfig, model, key) -> tuple[dict, list[str]]
 # Datasets that need no source folder (procedural, or from photos shipped inside a package): built on
 # first use.
 BUILT_ON_FIRST_USE = ("synthetic_matting", "photo_matting")
+ORIGINAL_BACKBONE_SCALE = 0.25  # the original's refine training (and the paper's HD recommendation)
 
 
 def open_source(name: str, split: str, data_dir: str):
@@ -480,9 +492,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
     checkpoints.close()
 
     final = jax.device_get(host_state())
-    model_config = {"model_type": config.stage, "backbone": config.backbone,
-                    "refine_kernel_size": config.refine_kernel_size,
-                    "source": f"train.main step {int(final.step)}"}
+    model_config = export_config(config, int(final.step))
     # Every process takes part in an Orbax save (they synchronise; the primary one writes).
     save_model(workdir / "export", variables_of(final), model_config, overwrite=True)
     if is_lead:

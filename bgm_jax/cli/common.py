@@ -3,7 +3,8 @@
 Model arguments are the same everywhere, so a setting means one thing in every command:
 
     --model DIR                 checkpoint directory (`bgm-jax convert` writes one)
-    --backbone-scale S          default: the paper's choice for the resolution (HD 0.25, 4K 0.125)
+    --backbone-scale S          default: the model's own if it records one (trained at another scale),
+                                else the paper's choice for the resolution (HD 0.25, 4K 0.125)
     --refine-mode M             sampling (default) | thresholding | full
     --refine-sample-pixels N    default: HD 80,000, 4K 320,000
     --refine-threshold T        thresholding mode only (default 0.1)
@@ -51,7 +52,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", metavar="DIR", help=EMBEDDED_MODEL_HELP)
     group.add_argument(
         "--backbone-scale", type=float, metavar="S",
-        help="scale of the coarse pass, in (0, 0.5] (default: 0.25 up to QHD, 0.125 above, as the paper)",
+        help="scale of the coarse pass, in (0, 0.5] (default: the model's own if it records one; else 0.25 up "
+             "to QHD and 0.125 above, as the paper)",
     )
     group.add_argument("--refine-mode", choices=REFINE_MODES, default="sampling",
                        help="which pixels the refiner works on (default: sampling)")

@@ -5,8 +5,9 @@
       under --pred (.png/.jpg/.jpeg, extension free) and scores it.
   bgm-jax eval --model CKPT --dataset NAME --data-dir DIR   (or --dataset-dir DIR with fgr/ pha/ bgr/)
       composites every test sample over its clean background, gives the model the perturbed background
-      (supplement D.2), runs it with the paper's photo settings (backbone scale 1/4, 320,000 sample
-      pixels = 20,000 patches) and scores its alpha and foreground; --save-pred keeps them for --pred.
+      (supplement D.2), runs it with the paper's photo settings (backbone scale 1/4, or the model's own
+      if it records one; 320,000 sample pixels = 20,000 patches) and scores its alpha and foreground;
+      --save-pred keeps them for --pred.
 
 Both print SAD (/1e3), MSE (x1e3), Grad, Conn and FG MSE (x1e3) per image and their means, summed over
 the unknown region of the trimap (generated from the ground truth with --trimap-mode, named in every
@@ -92,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="let --save-pred replace files in a folder that is not empty")
 
     settings = parser.add_argument_group("model settings (defaults: the paper's photo evaluation)")
-    settings.add_argument("--backbone-scale", type=float, metavar="S", help="scale of the coarse pass (default: 0.25)")
+    settings.add_argument("--backbone-scale", type=float, metavar="S",
+                          help="scale of the coarse pass (default: the model's own if it records one, else 0.25)")
     settings.add_argument("--refine-mode", choices=REFINE_MODES,
                           help="which pixels the refiner works on (default: sampling)")
     settings.add_argument(
@@ -206,6 +208,9 @@ def _run_model(args: argparse.Namespace) -> int:
     writer = protocol.PredictionWriter(args.save_pred, overwrite=bool(args.overwrite)) if args.save_pred else None
     _apply_model_defaults(args)
     matting = load_matting(args)
+    if args.backbone_scale is None:  # the model's own scale when it records one, else the paper's
+        args.backbone_scale = matting.config.get("backbone_scale", protocol.PAPER_PHOTO_BACKBONE_SCALE)
+        matting = matting.with_settings(backbone_scale=args.backbone_scale)
 
     trimap_mode = args.trimap_mode or "closing"
     sources = {"model": model_name(args), "dataset": test_set.description}
@@ -239,8 +244,7 @@ def _apply_model_defaults(args: argparse.Namespace) -> None:
     """Fill the model options left out with the paper's photo evaluation settings."""
     from bgm_jax.evaluation import protocol
 
-    defaults = {
-        "backbone_scale": protocol.PAPER_PHOTO_BACKBONE_SCALE,
+    defaults = {  # the backbone scale is settled once the model is loaded (it may record its own)
         "refine_mode": "sampling",
         "refine_sample_pixels": protocol.PAPER_PHOTO_SAMPLE_PIXELS,
         "refine_threshold": 0.1,
