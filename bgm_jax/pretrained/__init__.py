@@ -130,8 +130,8 @@ def write_embedded(model_dir: str | os.PathLike, out_dir: str | os.PathLike, sum
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **flat)
     data = buffer.getvalue()
-    description = {"name": NAME, "config": {k: config[k] for k in ("model_type", "backbone", "refine_kernel_size", "backbone_scale")
-                                            if k in config},
+    kept = ("model_type", "backbone", "refine_kernel_size", "backbone_scale")
+    description = {"name": NAME, "config": {k: config[k] for k in kept if k in config},
                    "storage_dtype": np.dtype(STORAGE_DTYPE).name, "sha256": hashlib.sha256(data).hexdigest(),
                    "bytes": len(data), "source": str(config.get("source", "")), "summary": summary, **(extra or {})}
     out = Path(out_dir)
