@@ -1,9 +1,9 @@
 """The model that ships inside the package: what ``bgm_jax.load()`` and every command use without a model.
 
 It was trained by this project's own stack (the chain of ``train/configs/photo_*_mobilenetv2.py`` configs
-that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then ten more
-refine stages, the last six with a loss term on the soft band, the last three with the subjects near their
-native size) on synthetic composites textured with the sample photographs bundled in scikit-image; see
+that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then eleven more
+refine stages, the last seven with a loss term on the soft band, the last four with the subjects near their
+native size, the last with the supplement's milder plate colour misalignment) on synthetic composites textured with the sample photographs bundled in scikit-image; see
 ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and the limits. For
 real footage, convert the official weights (``bgm-jax convert``).
 

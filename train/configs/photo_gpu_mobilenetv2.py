@@ -7,8 +7,9 @@ photo_matting rendered in memory (no tfds, no built files), for as many steps as
 from the float16 weights the package ships (float32 in training). The refine stage's recipe (a cosine
 schedule, the plate perturbation on half the samples) with what a GPU changes: global batch 16 instead of
 4, with stage 2's learning rates (twice the original's) rather than stage 2c's, for thousands of steps
-instead of hundreds, with the soft-band alpha term of the last CPU stages (``soft_weight``, train.losses)
-and their foreground scale near native size (``fgr_scale``, docs/training.md);
+instead of hundreds, with the soft-band alpha term of the last CPU stages (``soft_weight``, train.losses),
+their foreground scale near native size (``fgr_scale``, docs/training.md) and the paper's background
+colour misalignment (``misalignment="paper"``);
 whole 512 px samples instead of random crops (one compiled shape: a GPU compiles a
 training step in minutes, so crop sizes would eat the lease); 16 reader threads. Afterwards, on any
 machine: `python -m train.judge --model OUT/export ...` and `python -m train.package` (docs/model.md).
@@ -41,5 +42,6 @@ def get_config() -> TrainConfig:
         checkpoint_every=500,
         soft_weight=1.0,
         fgr_scale=(0.75, 1.0),
+        misalignment="paper",
         seed=9,
     )

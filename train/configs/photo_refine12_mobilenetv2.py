@@ -1,11 +1,11 @@
-"""The shipped model, stage 2l: stage 2k (`photo_refine11_mobilenetv2.py`) continued, refiner included, for 600 steps at
-half its learning rates (a restarted cosine), the foreground still near native size, another seed.
+"""Stage 2l (the shipped model until stage 2n): stage 2k (`photo_refine11_mobilenetv2.py`) continued, refiner
+included, for 600 steps at half its learning rates (a restarted cosine), the foreground still near native
+size, another seed.
 
     python -m train.main --config train/configs/photo_refine12_mobilenetv2.py --workdir runs/photo_refine12
 
-Measured: validation 4.06 -> 4.07; judged (trimap SAD, 80 test images) 2.59 -> 2.56. This stage's export
-is the shipped model: then ``python -m train.judge`` and ``python -m train.package --example 2``
-(docs/model.md).
+Measured: validation 4.06 -> 4.07; judged (trimap SAD, 80 test images) 2.59 -> 2.56. Stage 2n
+(`photo_refine14_mobilenetv2.py`) continues it.
 """
 
 from train.config import TrainConfig
