@@ -3,9 +3,10 @@
 It was trained by this project's own stack (the chain of ``train/configs/photo_*_mobilenetv2.py`` configs
 that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then eleven more
 refine stages, the last seven with a loss term on the soft band, the last four with the subjects near their
-native size, the last with the supplement's milder plate colour misalignment) on synthetic composites textured with the sample photographs bundled in scikit-image; see
-``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and the limits. For
-real footage, convert the official weights (``bgm-jax convert``).
+native size, the last with the supplement's milder plate colour misalignment) on synthetic composites
+textured with the sample photographs bundled in scikit-image; see ``MODEL_CARD.md`` beside this file for
+the data, the training, the measured quality and the limits. For real footage, convert the official
+weights (``bgm-jax convert``).
 
 Storage: one ``.npz`` of float16 arrays (``params/...`` and ``batch_stats/...``, about half the size of
 float32) and a JSON file with the model config, the sha256 of the ``.npz`` and a summary. Loading checks
