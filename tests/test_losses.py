@@ -256,3 +256,47 @@ def test_refine_soft_terms_score_both_the_full_and_the_coarse_alpha():
     truth_sm = losses.resize_bilinear(jnp.asarray(truth), (4, 4))
     np.testing.assert_allclose(terms["pha_sm_soft_l1"],
                                2.0 * losses.band_l1(pha_sm, truth_sm, losses.soft_band(truth_sm)), rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The strand term (thin_weight > 0; not in the original, off by default)
+
+
+def test_thin_band_is_the_grown_foreground_a_five_pixel_opening_removes():
+    alpha = np.zeros((1, 16, 16, 1), np.float32)
+    alpha[0, 2:14, 8, 0] = 0.7  # a one-pixel strand, soft
+    alpha[0, 8:14, 1:7, 0] = 1.0  # a 6x6 block: survives the opening, not thin
+    alpha[0, 0, 15, 0] = 0.05  # below the trimap's low threshold: not foreground
+    band = np.asarray(losses.thin_band(jnp.asarray(alpha)))[0, :, :, 0]
+    expected = np.zeros((16, 16))
+    expected[1:15, 7:10] = 1  # the strand widened by THIN_GROW = 1 px
+    np.testing.assert_array_equal(band, expected)
+    ungrown = np.asarray(losses.thin_band(jnp.asarray(alpha), grow=0))[0, :, :, 0]
+    np.testing.assert_array_equal(ungrown, alpha[0, :, :, 0] == 0.7)
+
+
+def test_thin_term_is_the_mean_error_over_the_strands_times_the_weight():
+    truth = np.zeros((1, 16, 16, 1), np.float32)
+    truth[0, 3:13, 8, 0] = 1.0  # a strand of 10 px; its band is 12 x 3 = 36 px
+    pred = np.zeros_like(truth)  # the strand missed: wrong by 1 on 10 of the 36
+    fgr = np.zeros((1, 16, 16, 3), np.float32)
+    err = np.zeros_like(truth)
+    plain, plain_terms = losses.base_loss(pred, fgr, err, truth, fgr)
+    weighted, terms = losses.base_loss(pred, fgr, err, truth, fgr, thin_weight=2.0)
+    assert "pha_thin_l1" not in plain_terms
+    np.testing.assert_allclose(terms["pha_thin_l1"], 2.0 * 10 / 36, rtol=1e-6)
+    np.testing.assert_allclose(weighted - plain, 2.0 * 10 / 36, rtol=1e-5)
+    solid = np.zeros_like(truth)
+    solid[0, 4:12, 4:12] = 1.0  # nothing thin: an empty band adds nothing
+    _, solid_terms = losses.base_loss(pred, fgr, err, solid, fgr, thin_weight=2.0)
+    assert float(solid_terms["pha_thin_l1"]) == 0.0
+
+
+def test_refine_thin_terms_score_both_the_full_and_the_coarse_alpha():
+    example, inner = _refine_example()
+    _, terms = losses.refine_loss(**example, thin_weight=3.0)
+    assert len(terms) == 9
+    assert float(terms["pha_thin_l1"]) == 0.0  # the full-size alpha is perfect
+    # At 2x2 the three foreground pixels are all thin (no 5x5 square of foreground fits) and grown over the
+    # fourth: the coarse term is the mean error of the zero prediction over all four, times the weight.
+    np.testing.assert_allclose(terms["pha_sm_thin_l1"], 3.0 * inner.mean(), rtol=1e-6)

@@ -109,6 +109,8 @@ def test_bad_config_input_names_the_problem(tmp_path):
         config.replace(fgr_scale=0.5)
     with pytest.raises(InputError, match="misalign_affine must be"):
         config.replace(misalign_affine=1.5)
+    with pytest.raises(InputError, match="thin_weight must be >= 0"):
+        config.replace(thin_weight=-1.0)
 
 
 def test_fgr_scale_overrides_only_the_foreground_scale_of_the_preset():

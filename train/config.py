@@ -83,6 +83,8 @@ class TrainConfig:
     precision: str = "float32"  # float32 | bfloat16 | float16 (dynamic loss scaling)
     # Weight of an extra alpha L1 over the soft band (train.losses.soft_band); 0 = the original's losses.
     soft_weight: float = 0.0
+    # Weight of an extra alpha L1 over strands (train.losses.thin_band); 0 = the original's losses.
+    thin_weight: float = 0.0
 
     # Initialisation: "" (random), "pretrained:PATH" (torchvision ImageNet or DeepLabV3 .pth: backbone
     # [+ ASPP] by name and shape), "checkpoint:DIR" (a bgm-jax model directory, e.g. converted official
@@ -124,6 +126,7 @@ class TrainConfig:
                                               and 0 <= self.misalign_affine <= 1),
              f"misalign_affine must be None (the preset's) or a probability in [0, 1], got {self.misalign_affine!r}"),
             (self.soft_weight >= 0, "soft_weight must be >= 0"),
+            (self.thin_weight >= 0, "thin_weight must be >= 0"),
             (0 < self.backbone_scale <= 0.5, f"backbone_scale must be in (0, 0.5], got {self.backbone_scale}"),
             (self.fgr_scale is None or (isinstance(self.fgr_scale, (tuple, list)) and len(self.fgr_scale) == 2
                                         and 0 < self.fgr_scale[0] <= self.fgr_scale[1]),

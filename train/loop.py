@@ -96,16 +96,17 @@ def make_prepare(augment: aug.AugmentConfig, crop_hw):
     return prepare
 
 
-def make_loss(stage: str, soft_weight: float = 0.0):
+def make_loss(stage: str, soft_weight: float = 0.0, thin_weight: float = 0.0):
     if stage == "base":
         def loss_fn(outputs, targets):
             pha, fgr, err, _ = outputs
-            return losses.base_loss(pha, fgr, err, targets["pha"], targets["fgr"], soft_weight)
+            return losses.base_loss(pha, fgr, err, targets["pha"], targets["fgr"], soft_weight,
+                                    thin_weight)
     else:
         def loss_fn(outputs, targets):
             pha, fgr, pha_sm, fgr_sm, err_sm, _ = outputs
             return losses.refine_loss(pha, fgr, pha_sm, fgr_sm, err_sm, targets["pha"], targets["fgr"],
-                                      soft_weight)
+                                      soft_weight, thin_weight)
     return loss_fn
 
 
@@ -395,7 +396,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
     valid = load_validation(config)
 
     augment = augment_config(config)
-    loss_fn = make_loss(config.stage, config.soft_weight)
+    loss_fn = make_loss(config.stage, config.soft_weight, config.thin_weight)
     if use_pmap:
         state = jax.tree_util.tree_map(lambda x: jnp.stack([x] * local_devices), state)
         compiled = {}
