@@ -41,7 +41,10 @@ def test_embedded_weights_are_small_half_precision_and_restore_as_float32():
     info = pretrained.info()
     assert info["storage_dtype"] == "float16" and info["bytes"] <= 12 * 1024 * 1024
     config, variables = pretrained.load_embedded()
-    assert config == {"model_type": "refine", "backbone": "mobilenetv2", "refine_kernel_size": 3}
+    # Its last stages trained the base network at half the image's size; the config records it so that
+    # inference runs it there by default (docs/model.md).
+    assert config == {"model_type": "refine", "backbone": "mobilenetv2", "refine_kernel_size": 3,
+                      "backbone_scale": 0.5}
     leaves = [np.asarray(x) for x in __import__("jax").tree_util.tree_leaves(variables)]
     assert all(x.dtype == np.float32 for x in leaves) and sum(x.size for x in leaves) > 5_000_000
 

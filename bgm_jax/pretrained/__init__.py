@@ -1,9 +1,11 @@
 """The model that ships inside the package: what ``bgm_jax.load()`` and every command use without a model.
 
 It was trained by this project's own stack (the chain of ``train/configs/photo_*_mobilenetv2.py`` configs
-that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then eleven more
-refine stages, the last seven with a loss term on the soft band, the last four with the subjects near their
-native size, the last with the supplement's milder plate colour misalignment) on synthetic composites
+that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then fifteen more
+refine stages, the last eleven with a loss term on the soft band, the last eight with the subjects near
+their native size, the last five with the supplement's milder plate colour misalignment, the last four with
+the base network at half the image's size, the last two with a loss term on strands, the last with three
+times the refined patches) on synthetic composites
 textured with the sample photographs bundled in scikit-image; see ``MODEL_CARD.md`` beside this file for
 the data, the training, the measured quality and the limits. For real footage, convert the official
 weights (``bgm-jax convert``).

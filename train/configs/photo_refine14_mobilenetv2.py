@@ -1,7 +1,7 @@
-"""The shipped model, stage 2n: stage 2l (`photo_refine12_mobilenetv2.py`) continued, refiner included, for 600
-steps at stage 2k's learning rates (a restarted cosine) with the paper's background colour misalignment (30 %
-of samples, torchvision semantics) instead of the original code's (80 %, kornia semantics, 4.5x stronger),
-another seed.
+"""Stage 2n (in the embedded model's chain, see docs/model.md): stage 2l (`photo_refine12_mobilenetv2.py`)
+continued, refiner included, for 600 steps at stage 2k's learning rates (a restarted cosine) with the paper's
+background colour misalignment (30 % of samples, torchvision semantics) instead of the original code's (80 %,
+kornia semantics, 4.5x stronger), another seed.
 
     python -m train.main --config train/configs/photo_refine14_mobilenetv2.py --workdir runs/photo_refine14
 

@@ -1,5 +1,6 @@
-"""Stage 2p (tried, see docs/model.md): stage 2n (`photo_refine14_mobilenetv2.py`) continued, refiner included, for 600 steps at half its
-learning rates (a restarted cosine), with the paper's colour misalignment still, another seed.
+"""Stage 2p (tried, see docs/model.md): stage 2n (`photo_refine14_mobilenetv2.py`) continued, refiner included, for
+600 steps at half its learning rates (a restarted cosine), with the paper's colour misalignment still, another
+seed.
 
     python -m train.main --config train/configs/photo_refine16_mobilenetv2.py --workdir runs/photo_refine16
 

@@ -1,6 +1,6 @@
-"""Stage 2q (tried, see docs/model.md): stage 2n (`photo_refine14_mobilenetv2.py`) continued, refiner included,
-with the base network at half the image's resolution (`backbone_scale=0.5`) instead of a quarter, at stage
-2j's learning rates (a restarted cosine), another seed.
+"""Stage 2q (in the embedded model's chain, see docs/model.md): stage 2n (`photo_refine14_mobilenetv2.py`)
+continued, refiner included, with the base network at half the image's resolution (`backbone_scale=0.5`) instead
+of a quarter, at stage 2j's learning rates (a restarted cosine), another seed.
 
     python -m train.main --config train/configs/photo_refine17_mobilenetv2.py --workdir runs/photo_refine17
 

@@ -1,6 +1,6 @@
-"""Stage 2r (tried, see docs/model.md): stage 2q (`photo_refine17_mobilenetv2.py`, the base network at half the
-image's resolution) continued, refiner included, for 600 steps at half its learning rates (a restarted
-cosine), another seed: whether more steps at that scale find the strands.
+"""Stage 2r (in the embedded model's chain, see docs/model.md): stage 2q (`photo_refine17_mobilenetv2.py`, the base
+network at half the image's resolution) continued, refiner included, for 600 steps at half its learning rates (a
+restarted cosine), another seed: whether more steps at that scale find the strands.
 
     python -m train.main --config train/configs/photo_refine18_mobilenetv2.py --workdir runs/photo_refine18
 

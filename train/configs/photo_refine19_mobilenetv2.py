@@ -1,8 +1,8 @@
-"""Stage 2s (tried, see docs/model.md): stage 2r (`photo_refine18_mobilenetv2.py`, base network at half the
-image's resolution) continued, refiner included, for 600 steps at the same rates (a restarted cosine) with
-the strand term added (``thin_weight=2.0``, train.losses: an L1 over the foreground a 5x5 opening removes,
-widened by 1 px), another seed: whether a share of the gradient of their own finds the strands the model
-misses, where tuned keying beats it.
+"""Stage 2s (in the embedded model's chain, see docs/model.md): stage 2r (`photo_refine18_mobilenetv2.py`, base
+network at half the image's resolution) continued, refiner included, for 600 steps at the same rates (a
+restarted cosine) with the strand term added (``thin_weight=2.0``, train.losses: an L1 over the foreground a 5x5
+opening removes, widened by 1 px), another seed: whether a share of the gradient of their own finds the strands
+the model misses, where tuned keying beats it.
 
     python -m train.main --config train/configs/photo_refine19_mobilenetv2.py --workdir runs/photo_refine19
 
