@@ -50,4 +50,5 @@ def test_the_gpu_config_continues_the_shipped_model_on_photo_matting_rendered_in
     assert gpu.misalignment == last.misalignment == "paper"  # the supplement's colour misalignment, as they
     assert gpu.backbone_scale == last.backbone_scale == 0.5  # the scale the embedded weights were trained at
     assert gpu.thin_weight == last.thin_weight > 0  # the strand term of the last CPU stages
+    assert gpu.refine_sample_pixels == last.refine_sample_pixels == 48_000  # and their refined pixels
     assert "bash train/device/run.sh" in (ROOT / "train" / "configs" / "photo_gpu_mobilenetv2.py").read_text()

@@ -9,8 +9,9 @@ schedule, the plate perturbation on half the samples) with what a GPU changes: g
 4, with stage 2's learning rates (twice the original's) rather than stage 2c's, for thousands of steps
 instead of hundreds, with the soft-band alpha term of the last CPU stages (``soft_weight``, train.losses),
 their foreground scale near native size (``fgr_scale``, docs/training.md), the paper's background
-colour misalignment (``misalignment="paper"``), the strand term (``thin_weight``) and the base network at half
-the image's size (``backbone_scale=0.5``, which the export records);
+colour misalignment (``misalignment="paper"``), the strand term (``thin_weight``), their three times the
+refined pixels (``refine_sample_pixels``) and the base network at half the image's size
+(``backbone_scale=0.5``, which the export records);
 whole 512 px samples instead of random crops (one compiled shape: a GPU compiles a
 training step in minutes, so crop sizes would eat the lease); 16 reader threads. Afterwards, on any
 machine: `python -m train.judge --model OUT/export ...` and `python -m train.package` (docs/model.md).
@@ -45,6 +46,7 @@ def get_config() -> TrainConfig:
         fgr_scale=(0.75, 1.0),
         misalignment="paper",
         thin_weight=2.0,
+        refine_sample_pixels=48_000,
         backbone_scale=0.5,
         seed=9,
     )
