@@ -87,20 +87,19 @@ def mse(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(a - b))
 
 
-def soft_band(true_pha: jax.Array, radius: int = SOFT_RADIUS) -> jax.Array:
-    """1.0 where a pixel of (B, H, W, 1) ``true_pha`` lies within ``radius`` px (Chebyshev) of a soft
-    pixel (``SOFT_LOW < alpha < SOFT_HIGH``), else 0.0."""
-    soft = ((true_pha > SOFT_LOW) & (true_pha < SOFT_HIGH)).astype(jnp.float32)
-    size = 2 * radius + 1
-    return jax.lax.reduce_window(soft, 0.0, jax.lax.max, (1, size, size, 1), (1, 1, 1, 1), "SAME")
-
-
 def _max_pool(x: jax.Array, size: int) -> jax.Array:
     return jax.lax.reduce_window(x, 0.0, jax.lax.max, (1, size, size, 1), (1, 1, 1, 1), "SAME")
 
 
 def _min_pool(x: jax.Array, size: int) -> jax.Array:
     return jax.lax.reduce_window(x, 1.0, jax.lax.min, (1, size, size, 1), (1, 1, 1, 1), "SAME")
+
+
+def soft_band(true_pha: jax.Array, radius: int = SOFT_RADIUS) -> jax.Array:
+    """1.0 where a pixel of (B, H, W, 1) ``true_pha`` lies within ``radius`` px (Chebyshev) of a soft
+    pixel (``SOFT_LOW < alpha < SOFT_HIGH``), else 0.0."""
+    soft = ((true_pha > SOFT_LOW) & (true_pha < SOFT_HIGH)).astype(jnp.float32)
+    return _max_pool(soft, 2 * radius + 1)
 
 
 def thin_band(true_pha: jax.Array, size: int = THIN_SIZE, grow: int = THIN_GROW) -> jax.Array:
@@ -146,8 +145,8 @@ def refine_loss(pha: jax.Array, fgr: jax.Array, pha_sm: jax.Array, fgr_sm: jax.A
                 true_pha: jax.Array, true_fgr: jax.Array,
                 soft_weight: float = 0.0,
                 thin_weight: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The refine stage's seven-term loss (two more each with ``soft_weight``, ``thin_weight``) from ``MattingRefine``'s (pha, fgr, pha_sm, fgr_sm, err_sm) and
-    the full-resolution targets.
+    """The refine stage's seven-term loss (two more each with ``soft_weight``, ``thin_weight``) from
+    ``MattingRefine``'s (pha, fgr, pha_sm, fgr_sm, err_sm) and the full-resolution targets.
 
     Returns:
       (total, terms): the float32 scalar sum and each term by name, for logging.

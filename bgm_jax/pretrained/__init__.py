@@ -5,10 +5,9 @@ that ``docs/model.md`` runs: base stages, a refine stage, its base network train
 refine stages, the last eleven with a loss term on the soft band, the last eight with the subjects near
 their native size, the last five with the supplement's milder plate colour misalignment, the last four with
 the base network at half the image's size, the last two with a loss term on strands, the last with three
-times the refined patches) on synthetic composites
-textured with the sample photographs bundled in scikit-image; see ``MODEL_CARD.md`` beside this file for
-the data, the training, the measured quality and the limits. For real footage, convert the official
-weights (``bgm-jax convert``).
+times the refined patches) on synthetic composites textured with the sample photographs bundled in
+scikit-image; see ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and
+the limits. For real footage, convert the official weights (``bgm-jax convert``).
 
 Storage: one ``.npz`` of float16 arrays (``params/...`` and ``batch_stats/...``, about half the size of
 float32) and a JSON file with the model config, the sha256 of the ``.npz`` and a summary. Loading checks
