@@ -127,11 +127,50 @@ def test_changing_one_probability_leaves_the_other_parameters_of_a_key_unchanged
         jax.tree.map(np.testing.assert_array_equal, a[layer], b[layer])
 
 
+def test_foreground_affine_share_draws_it_on_that_share_and_keeps_the_other_parameters():
+    config = dataclasses.replace(AugmentConfig.refine(), fgr_affine_p=0.25)
+    every = jax.device_get(augment.sample_params(jax.random.key(5), 4000, AugmentConfig.refine()))
+    share = jax.device_get(augment.sample_params(jax.random.key(5), 4000, config))
+    assert every["fgr"]["affine_on"].all()  # default 1: the original, every foreground warped
+    on = share["fgr"]["affine_on"]
+    assert abs(on.mean() - 0.25) < 0.03
+    for name in ("rotation", "scale", "shear", "translate"):  # the same draws where on, the identity where off
+        np.testing.assert_array_equal(share["fgr"]["affine"][name][on], every["fgr"]["affine"][name][on])
+    assert (share["fgr"]["affine"]["rotation"][~on] == 0).all() and (share["fgr"]["affine"]["scale"][~on] == 1).all()
+    assert (share["fgr"]["affine"]["shear"][~on] == 0).all() and (share["fgr"]["affine"]["translate"][~on] == 0).all()
+    # Drawn after every other parameter: the rest of each key's draws (flip, filters, colours, background,
+    # shadow, noise, misalignment, plate) are those of a config without it, so earlier runs reproduce.
+    for group in ("bgr", "shadow", "misalign", "plate"):
+        jax.tree.map(np.testing.assert_array_equal, share[group], every[group])
+    for name in ("flip", "blur_radius", "sharpen", "colour"):
+        jax.tree.map(np.testing.assert_array_equal, share["fgr"][name], every["fgr"][name])
+
+
+def test_unwarped_foreground_keeps_a_one_pixel_strand_that_the_warp_spreads():
+    # A one-pixel vertical strand at alpha 0.9 on a canvas stored at the sample's size, cropped to its full
+    # width: with the affine off nothing is resampled; with it on (rotation, scale, shear) the strand's
+    # pixels fall between input pixels and its peak drops.
+    pha = np.zeros((BATCH, CANVAS, CANVAS, 1), np.float32)
+    pha[:, :, 15] = 0.9
+    fgr = np.repeat(pha, 3, axis=-1)
+    bgr = np.zeros_like(fgr)
+    still = dataclasses.replace(GEOMETRY, fgr_affine_p=0.0, flip_p=0.0, blur_p=0.0, sharpen_p=0.0,
+                                sample_size=(CANVAS, CANVAS))
+    out = augment.augment_batch(jax.random.key(2), fgr, pha, bgr, still, crop_hw=(CANVAS - 8, CANVAS))
+    np.testing.assert_array_equal(out["pha"], pha[:, 4:-4])
+    warped = augment.augment_batch(jax.random.key(2), fgr, pha, bgr, dataclasses.replace(still, fgr_affine_p=1.0),
+                                   crop_hw=(CANVAS - 8, CANVAS))
+    rows_peak = np.asarray(warped["pha"])[:, 4:-4].max(axis=2)  # the strand's brightest pixel in each row
+    assert rows_peak.mean() < 0.8
+
+
 def test_config_rejects_bad_ranges_with_input_error():
     with pytest.raises(InputError, match="scale"):
         AffineRange(scale=(1.0, 0.5))
     with pytest.raises(InputError, match="shadow_p"):
         AugmentConfig(shadow_p=1.5)
+    with pytest.raises(InputError, match="fgr_affine_p"):
+        AugmentConfig(fgr_affine_p=-0.1)
     with pytest.raises(InputError, match="crop_multiple"):
         AugmentConfig(crop_size=(1025, 1027), crop_multiple=4)
 

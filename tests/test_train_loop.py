@@ -1,5 +1,6 @@
 """The training application: exact resume, configs and their errors, what a run writes."""
 
+import dataclasses
 import json
 
 import jax
@@ -109,6 +110,8 @@ def test_bad_config_input_names_the_problem(tmp_path):
         config.replace(fgr_scale=0.5)
     with pytest.raises(InputError, match="misalign_affine must be"):
         config.replace(misalign_affine=1.5)
+    with pytest.raises(InputError, match="fgr_affine must be"):
+        config.replace(fgr_affine=2)
     with pytest.raises(InputError, match="thin_weight must be >= 0"):
         config.replace(thin_weight=-1.0)
 
@@ -123,6 +126,19 @@ def test_fgr_scale_overrides_only_the_foreground_scale_of_the_preset():
     changed, kept = augment_config(near_native), augment_config(refine)
     assert changed.fgr_affine.scale == (0.75, 1.0)
     assert changed.fgr_affine.rotation == kept.fgr_affine.rotation and changed.bgr_affine == kept.bgr_affine
+
+
+def test_fgr_affine_overrides_only_the_share_of_warped_foregrounds():
+    from train.loop import augment_config
+
+    refine = load_config("train/configs/tiny.py").replace(stage="refine", augment="refine")
+    assert augment_config(refine).fgr_affine_p == 1.0  # the original: every foreground warped
+    sharp = apply_overrides(refine, ["fgr_affine=0.25"])
+    assert sharp.fgr_affine == 0.25
+    changed, kept = augment_config(sharp), augment_config(refine)
+    assert changed.fgr_affine_p == 0.25
+    assert dataclasses.replace(changed, fgr_affine_p=1.0) == kept
+    assert apply_overrides(sharp, ["fgr_affine=none"]).fgr_affine is None
 
 
 def test_misalign_affine_overrides_only_the_share_of_moved_plates():

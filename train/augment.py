@@ -133,6 +133,11 @@ class AugmentConfig:
 
     Attributes:
       fgr_affine: shared by foreground and alpha; scale is relative to the image fitted to cover the sample.
+      fgr_affine_p: share of samples whose foreground and alpha get that affine (default 1, the original);
+        the rest keep only the fit, the flip and the crop, which for a layer stored at the sample's size
+        resample nothing: its strands stay as sharp as in the stored alpha. Every bilinear warp spreads a
+        one-pixel strand over two, so the share of strand pixels above alpha 0.6 in the stage 2t recipe's
+        warped samples is half that in the stored ones (docs/training.md, "Sharp foregrounds").
       bgr_affine: the background's own affine (same conventions).
       flip_p: horizontal flip, drawn separately for foreground and background.
       colour: colour jitter of foreground and background (drawn separately).
@@ -166,6 +171,7 @@ class AugmentConfig:
     """
 
     fgr_affine: AffineRange = AffineRange(rotation=5.0, scale=(0.4, 1.0), translation=0.1, shear=5.0)
+    fgr_affine_p: float = 1.0
     bgr_affine: AffineRange = AffineRange(rotation=5.0, scale=(1.0, 2.0), translation=0.1, shear=5.0)
     flip_p: float = 0.5
     colour: ColourRange = ColourRange(brightness=0.15, contrast=0.15, saturation=0.15, hue=0.05)
@@ -195,7 +201,7 @@ class AugmentConfig:
         if self.sample_size is not None:
             object.__setattr__(self, "sample_size", _pair(self.sample_size, "sample_size", int))
             _require(min(self.sample_size) >= 1, f"AugmentConfig.sample_size must be positive, got {self.sample_size}")
-        for name in ("flip_p", "blur_p", "sharpen_p", "noise_p", "misalign_affine_p", "misalign_colour_p",
+        for name in ("fgr_affine_p", "flip_p", "blur_p", "sharpen_p", "noise_p", "misalign_affine_p", "misalign_colour_p",
                      "plate_perturbation_p", "shadow_p"):
             value = getattr(self, name)
             _require(0 <= value <= 1, f"AugmentConfig.{name} must be a probability in [0, 1], got {value}")
@@ -311,7 +317,7 @@ class _Uniforms:
 def _sample_one(key: jax.Array, config: AugmentConfig) -> dict:
     uniforms_key, noise_key = jax.random.split(key)
     draw = _Uniforms(uniforms_key)
-    return {
+    params = {
         "fgr": _sample_layer(draw, config.fgr_affine, config),
         "bgr": _sample_layer(draw, config.bgr_affine, config),
         "shadow": _sample_shadow(draw, config),
@@ -319,6 +325,17 @@ def _sample_one(key: jax.Array, config: AugmentConfig) -> dict:
         "misalign": _sample_misalignment(draw, config),
         "plate": _sample_plate_perturbation(draw, config),
     }
+    # Drawn last, so that a config without it (fgr_affine_p = 1) draws every other parameter as before.
+    affine_on = draw.bernoulli(config.fgr_affine_p)
+    params["fgr"]["affine_on"] = affine_on
+    params["fgr"]["affine"] = _where_affine(affine_on, params["fgr"]["affine"])
+    return params
+
+
+def _where_affine(on: jax.Array, affine: dict) -> dict:
+    """``affine`` where ``on``, else the identity affine."""
+    identity = {"rotation": 0.0, "scale": 1.0, "translate": jnp.zeros(2), "shear": 0.0}
+    return jax.tree.map(lambda a, b: jnp.where(on, a, b), affine, identity)
 
 
 def _sample_layer(draw: _Uniforms, affine: AffineRange, config: AugmentConfig) -> dict:
@@ -375,11 +392,10 @@ def _sample_misalignment(draw: _Uniforms, config: AugmentConfig) -> dict:
     affine = _sample_affine(draw, config.misalign_affine)
     colour_on = draw.bernoulli(config.misalign_colour_p)
     colour = _sample_colour(draw, config.misalign_colour)
-    no_affine = {"rotation": 0.0, "scale": 1.0, "translate": jnp.zeros(2), "shear": 0.0}
     no_colour = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0, "order": colour["order"]}
     return {
         "affine_on": affine_on,
-        "affine": jax.tree.map(lambda a, b: jnp.where(affine_on, a, b), affine, no_affine),
+        "affine": _where_affine(affine_on, affine),
         "colour_on": colour_on,
         "colour": jax.tree.map(lambda a, b: jnp.where(colour_on, a, b), colour, no_colour),
     }

@@ -70,6 +70,11 @@ class TrainConfig:
     # 4K frames fitted to a 2048 sample; foregrounds rendered at the sample size lose strands thinner than a
     # pixel when shrunk that far, so a model for them trains nearer native size.
     fgr_scale: tuple[float, float] | None = None
+    # Share of samples whose foreground and alpha get the preset's random affine; None keeps the preset's
+    # (1, the original). The others are only flipped and cropped: a layer stored at the sample's size is
+    # then not resampled, and its strands keep the alpha the test images have (every bilinear warp thins
+    # it: docs/training.md, "Sharp foregrounds").
+    fgr_affine: float | None = None
     data_threads: int = 2
 
     # Optimisation (original: Adam, per-module learning rates, no schedule).
@@ -125,6 +130,8 @@ class TrainConfig:
             (self.misalign_affine is None or (isinstance(self.misalign_affine, (int, float))
                                               and 0 <= self.misalign_affine <= 1),
              f"misalign_affine must be None (the preset's) or a probability in [0, 1], got {self.misalign_affine!r}"),
+            (self.fgr_affine is None or (isinstance(self.fgr_affine, (int, float)) and 0 <= self.fgr_affine <= 1),
+             f"fgr_affine must be None (the preset's) or a probability in [0, 1], got {self.fgr_affine!r}"),
             (self.soft_weight >= 0, "soft_weight must be >= 0"),
             (self.thin_weight >= 0, "thin_weight must be >= 0"),
             (0 < self.backbone_scale <= 0.5, f"backbone_scale must be in (0, 0.5], got {self.backbone_scale}"),

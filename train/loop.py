@@ -71,6 +71,8 @@ def augment_config(config: TrainConfig) -> aug.AugmentConfig:
         preset = dataclasses.replace(preset, plate_perturbation_p=config.plate_perturbation)
     if config.misalign_affine is not None:
         preset = dataclasses.replace(preset, misalign_affine_p=float(config.misalign_affine))
+    if config.fgr_affine is not None:
+        preset = dataclasses.replace(preset, fgr_affine_p=float(config.fgr_affine))
     if config.fgr_scale is not None:
         preset = dataclasses.replace(preset, fgr_affine=dataclasses.replace(preset.fgr_affine, scale=config.fgr_scale))
     if config.crop_size is not None:
