@@ -201,8 +201,8 @@ class AugmentConfig:
         if self.sample_size is not None:
             object.__setattr__(self, "sample_size", _pair(self.sample_size, "sample_size", int))
             _require(min(self.sample_size) >= 1, f"AugmentConfig.sample_size must be positive, got {self.sample_size}")
-        for name in ("fgr_affine_p", "flip_p", "blur_p", "sharpen_p", "noise_p", "misalign_affine_p", "misalign_colour_p",
-                     "plate_perturbation_p", "shadow_p"):
+        for name in ("fgr_affine_p", "flip_p", "blur_p", "sharpen_p", "noise_p", "misalign_affine_p",
+                     "misalign_colour_p", "plate_perturbation_p", "shadow_p"):
             value = getattr(self, name)
             _require(0 <= value <= 1, f"AugmentConfig.{name} must be a probability in [0, 1], got {value}")
         _require(self.blur_max_radius >= 0, f"AugmentConfig.blur_max_radius must be >= 0, got {self.blur_max_radius}")

@@ -130,7 +130,8 @@ class TrainConfig:
             (self.misalign_affine is None or (isinstance(self.misalign_affine, (int, float))
                                               and 0 <= self.misalign_affine <= 1),
              f"misalign_affine must be None (the preset's) or a probability in [0, 1], got {self.misalign_affine!r}"),
-            (self.fgr_affine is None or (isinstance(self.fgr_affine, (int, float)) and 0 <= self.fgr_affine <= 1),
+            (self.fgr_affine is None or (isinstance(self.fgr_affine, (int, float))
+                                         and 0 <= self.fgr_affine <= 1),
              f"fgr_affine must be None (the preset's) or a probability in [0, 1], got {self.fgr_affine!r}"),
             (self.soft_weight >= 0, "soft_weight must be >= 0"),
             (self.thin_weight >= 0, "thin_weight must be >= 0"),
