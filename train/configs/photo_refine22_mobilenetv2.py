@@ -6,8 +6,8 @@ one-pixel strand over two, which halves the share of strand pixels above alpha 0
 
     python -m train.main --config train/configs/photo_refine22_mobilenetv2.py --workdir runs/photo_refine22
 
-Measured: about 5 s a step on the 2-core CPU; the strand L1 (unweighted) 0.26-0.28 against stage 2t's
-0.23-0.26 (the unwarped strands are harder); validation 3.03 -> 3.18 (step 200), 3.25 (step 400), 2.83 (end,
+Measured: about 5 s a step on the 2-core CPU; the strand L1 (unweighted) 0.14 -> 0.13 against stage 2t's
+0.13 -> 0.12 (the unwarped strands are harder); validation 3.03 -> 3.18 (step 200), 3.25 (step 400), 2.83 (end,
 the lowest of any stage); judged (80 test images, scale 0.5, no video) SAD 2.33 -> 2.31, MSE 26.31 -> 26.10,
 Grad 2234 -> 2186, Conn 2266 -> 2261, band error on strands 0.65 -> 0.64, veils 0.69, the rest 0.79, outside
 the band 1.53 -> 1.41; the error by true alpha barely moved (-0.09 / -0.18 / -0.17 from 0.4 up, stage 2t
