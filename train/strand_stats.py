@@ -14,6 +14,8 @@ pixels (0.06 < alpha < 0.96), for: the stored training records; the config's aug
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 
 import numpy as np
@@ -78,9 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.records < 1 or args.keys < 1:
         parser.error("--records and --keys must be >= 1")
-
-    import dataclasses
-    import os
 
     from train import augment
     from train.config import load_config
