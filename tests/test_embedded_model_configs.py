@@ -15,7 +15,7 @@ CHAIN = ("photo_base_mobilenetv2", "photo_base2_mobilenetv2", "photo_base3_mobil
          "photo_refine7_mobilenetv2", "photo_refine8_mobilenetv2", "photo_refine10_mobilenetv2",
          "photo_refine11_mobilenetv2", "photo_refine12_mobilenetv2", "photo_refine14_mobilenetv2",
          "photo_refine17_mobilenetv2", "photo_refine18_mobilenetv2", "photo_refine19_mobilenetv2",
-         "photo_refine20_mobilenetv2")
+         "photo_refine20_mobilenetv2", "photo_refine22_mobilenetv2", "photo_refine23_mobilenetv2")
 
 
 def _workdir(name: str) -> str:
@@ -28,7 +28,7 @@ def test_each_stage_starts_from_the_export_of_the_stage_before():
     assert configs[CHAIN[0]].init == ""  # stage 1 from random weights
     for before, after in zip(CHAIN, CHAIN[1:]):
         assert configs[after].init == f"checkpoint:{_workdir(before)}/export", (before, after)
-    assert [configs[n].stage for n in CHAIN] == ["base"] * 4 + ["refine", "base"] + ["refine"] * 15
+    assert [configs[n].stage for n in CHAIN] == ["base"] * 4 + ["refine", "base"] + ["refine"] * 17
     assert all(configs[n].backbone == "mobilenetv2" for n in CHAIN)
 
 
@@ -45,9 +45,10 @@ def test_the_gpu_config_continues_the_shipped_model_on_photo_matting_rendered_in
     assert gpu.init == "embedded" and gpu.stage == last.stage == "refine" and gpu.backbone == last.backbone
     assert gpu.train_data == gpu.background_data == gpu.valid_data == "generated:photo_matting/image"
     assert gpu.crop_size is None  # one compiled shape
-    assert gpu.soft_weight > 0  # the soft-band term that moved the CPU stages most
+    assert gpu.soft_weight == last.soft_weight > 0  # the soft-band term that moved the CPU stages most
     assert gpu.fgr_scale == last.fgr_scale == (0.75, 1.0)  # subjects near native size, as the last CPU stages
     assert gpu.misalignment == last.misalignment == "paper"  # the supplement's colour misalignment, as they
+    assert gpu.fgr_affine == last.fgr_affine == 0.25  # three quarters of the foregrounds unwarped, as they
     assert gpu.backbone_scale == last.backbone_scale == 0.5  # the scale the embedded weights were trained at
     assert gpu.thin_weight == last.thin_weight > 0  # the strand term of the last CPU stages
     assert gpu.refine_sample_pixels == last.refine_sample_pixels == 48_000  # and their refined pixels

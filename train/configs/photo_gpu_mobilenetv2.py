@@ -7,11 +7,12 @@ photo_matting rendered in memory (no tfds, no built files), for as many steps as
 from the float16 weights the package ships (float32 in training). The refine stage's recipe (a cosine
 schedule, the plate perturbation on half the samples) with what a GPU changes: global batch 16 instead of
 4, with stage 2's learning rates (twice the original's) rather than stage 2c's, for thousands of steps
-instead of hundreds, with the soft-band alpha term of the last CPU stages (``soft_weight``, train.losses),
-their foreground scale near native size (``fgr_scale``, docs/training.md), the paper's background
-colour misalignment (``misalignment="paper"``), the strand term (``thin_weight``), their three times the
-refined pixels (``refine_sample_pixels``) and the base network at half the image's size
-(``backbone_scale=0.5``, which the export records);
+instead of hundreds, with the soft-band and strand alpha terms of the last CPU stages at their weights
+(``soft_weight``, ``thin_weight``, train.losses), their foreground scale near native size (``fgr_scale``,
+docs/training.md), three quarters of their foregrounds without the random affine (``fgr_affine``), the
+paper's background colour misalignment (``misalignment="paper"``), their three times the refined pixels
+(``refine_sample_pixels``) and the base network at half the image's size (``backbone_scale=0.5``, which the
+export records);
 whole 512 px samples instead of random crops (one compiled shape: a GPU compiles a
 training step in minutes, so crop sizes would eat the lease); 16 reader threads. Afterwards, on any
 machine: `python -m train.judge --model OUT/export ...` and `python -m train.package` (docs/model.md).
@@ -42,10 +43,11 @@ def get_config() -> TrainConfig:
         eval_every=1000,
         image_every=1000,
         checkpoint_every=500,
-        soft_weight=1.0,
+        soft_weight=4.0,
         fgr_scale=(0.75, 1.0),
+        fgr_affine=0.25,
         misalignment="paper",
-        thin_weight=2.0,
+        thin_weight=4.0,
         refine_sample_pixels=48_000,
         backbone_scale=0.5,
         seed=9,
