@@ -1,12 +1,12 @@
 """The model that ships inside the package: what ``bgm_jax.load()`` and every command use without a model.
 
 It was trained by this project's own stack (the chain of ``train/configs/photo_*_mobilenetv2.py`` configs
-that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then seventeen more
-refine stages, the last thirteen with a loss term on the soft band, the last ten with the subjects near
-their native size, the last seven with the supplement's milder plate colour misalignment, the last six with
-the base network at half the image's size, the last four with a loss term on strands, the last three with
-three times the refined patches, the last two with most foregrounds unwarped, the last with both band terms
-doubled) on synthetic composites textured with the sample photographs bundled in scikit-image; see ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and
+that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then nineteen more
+refine stages, the last fifteen with a loss term on the soft band, the last twelve with the subjects near
+their native size, the last nine with the supplement's milder plate colour misalignment, the last eight
+with the base network at half the image's size, the last six with a loss term on strands, the last five
+with three times the refined patches, the last four with most foregrounds unwarped, the last three with
+both band terms doubled each time) on synthetic composites textured with the sample photographs bundled in scikit-image; see ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and
 the limits. For real footage, convert the official weights (``bgm-jax convert``).
 
 Storage: one ``.npz`` of float16 arrays (``params/...`` and ``batch_stats/...``, about half the size of
