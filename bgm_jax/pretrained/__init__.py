@@ -6,7 +6,8 @@ refine stages, the last fifteen with a loss term on the soft band, the last twel
 their native size, the last nine with the supplement's milder plate colour misalignment, the last eight
 with the base network at half the image's size, the last six with a loss term on strands, the last five
 with three times the refined patches, the last four with most foregrounds unwarped, the last three with
-both band terms doubled each time) on synthetic composites textured with the sample photographs bundled in scikit-image; see ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and
+both band terms doubled each time) on synthetic composites textured with the sample photographs bundled in
+scikit-image; see ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and
 the limits. For real footage, convert the official weights (``bgm-jax convert``).
 
 Storage: one ``.npz`` of float16 arrays (``params/...`` and ``batch_stats/...``, about half the size of
