@@ -449,6 +449,68 @@ def test_patch_strategy_takes_patches_for_small_selections_and_the_image_for_lar
     assert patch_strategy(10_000, 16_384, kernel_size=1) == "image"
 
 
+
+def test_train_patch_strategy_runs_conv1_over_the_image_when_the_windows_would_hold_more():
+    from bgm_jax.models.refiner import train_patch_strategy
+
+    # A 384x512 crop has 12,288 cells; 48,000 refined pixels are 3,000 windows of 6x6 conv1 outputs
+    # (108,000) against the image's 49,152: the hybrid. 16,000 (36,000) and HD at the paper's 80,000
+    # pixels (5,000 of 129,600 cells) stay with the patches.
+    assert train_patch_strategy(3_000, 12_288) == "hybrid"
+    assert train_patch_strategy(1_000, 12_288) == "patches"
+    assert train_patch_strategy(5_000, 129_600) == "patches"
+    assert train_patch_strategy(3_000, 12_288, kernel_size=1) == "patches"  # 2x2 windows: never more
+    assert train_patch_strategy(3_000, 12_288, strategy="patches") == "patches"  # forced
+    assert train_patch_strategy(10, 12_288, strategy="hybrid") == "hybrid"
+    assert train_patch_strategy(10, 12_288, strategy="image") == "hybrid"  # batch statistics need windows
+
+
+def test_training_hybrid_gives_the_patches_outputs_statistics_and_gradients():
+    """In training, conv1 over the image and then its windows is the original's conv1 on each window:
+    the same outputs, BatchNorm updates (statistics over the windows of valid cells only: the threshold
+    leaves some of the capacity's slots invalid here), and gradients for the refiner's parameters and
+    for the coarse maps it reads (the way to the rest of the network). In float64, so that only the order
+    of the sums differs (float32 leaves ~1e-3 of the largest gradient in the backbone's BatchNorm scales,
+    where training-mode statistics cancel most of it)."""
+    from bgm_jax.models.refiner import Refiner
+
+    with jax.enable_x64(True):
+        keys = iter(jax.random.split(jax.random.key(12), 8))
+        full = [jax.random.uniform(next(keys), (2, H, W, 3), jnp.float64) for _ in range(2)]
+        coarse = [jax.random.uniform(next(keys), (2, H // 2, W // 2, c), jnp.float64) for c in (1, 3, 1, 32)]
+        threshold = float(np.median(np.asarray(coarse[2])))  # about half of the 192 cells pass
+
+        def train_apply(strategy):
+            refiner = Refiner(mode="thresholding", threshold=threshold, threshold_capacity=150, strategy=strategy,
+                              dtype=jnp.float64)
+            v = refiner.init(jax.random.key(3), *full, *coarse)
+            v = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), v)
+
+            def loss(params, pha, fgr, hid):
+                outs, new = refiner.apply({"params": params, "batch_stats": v["batch_stats"]}, *full, pha, fgr,
+                                          coarse[2], hid, train=True, mutable=["batch_stats"])
+                weights = [jax.random.normal(jax.random.key(i), o.shape, jnp.float64) for i, o in enumerate(outs[:2])]
+                return sum(jnp.sum(w * o) for w, o in zip(weights, outs[:2])), (outs, new["batch_stats"])
+
+            grad = jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True)
+            return jax.jit(grad)(v["params"], coarse[0], coarse[1], coarse[3])
+
+        (loss_p, (outs_p, stats_p)), grads_p = train_apply("patches")
+        (loss_h, (outs_h, stats_h)), grads_h = train_apply("hybrid")
+    refined = float(np.asarray(outs_p[2]).sum())
+    assert 20 < refined < 2 * 150, refined  # some cells refined, some slots invalid
+    np.testing.assert_allclose(loss_h, loss_p, rtol=1e-12)
+    for a, b in zip(outs_p, outs_h):
+        np.testing.assert_allclose(b, a, atol=1e-12)
+    flat_h = dict(jax.tree_util.tree_leaves_with_path((stats_h, grads_h)))
+    leaves = jax.tree_util.tree_leaves_with_path((stats_p, grads_p))
+    # 3 BatchNorms x 2 statistics; 4 kernels, a bias, 3 x 2 BatchNorm parameters; 3 coarse maps
+    assert len(leaves) == 3 * 2 + (4 + 1 + 3 * 2) + 3 and all(x.dtype == jnp.float64 for _, x in leaves)
+    for path, a in leaves:
+        scale = float(np.max(np.abs(a))) or 1.0
+        np.testing.assert_allclose(flat_h[path], a, rtol=0, atol=1e-10 * scale, err_msg=jax.tree_util.keystr(path))
+    assert float(np.abs(np.asarray(grads_p[3])).max()) > 0  # the hidden features get a gradient
+
 # ---------------------------------------------------------------------------------------------------------
 # Patch selection on a float32 error map whatever the compute dtype
 

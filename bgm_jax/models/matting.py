@@ -112,7 +112,8 @@ class MattingRefine(nn.Module):
     ``refine_strategy``: in eval, how a top-k selection is refined: "patches" (the original's 8x8 windows),
     "hybrid" (first stage over the image, second on patches), "image" (both over the image, masked) or
     "auto" (the cheapest for the selection's share of the cells; identical outputs, see
-    ``bgm_jax.models.refiner``). ``aspp_dropout`` is the ASPP's training-time dropout rate (0.5 as the original).
+    ``bgm_jax.models.refiner``); in training "auto" runs conv1 over the image when that is cheaper, any
+    other value but "patches" always does. ``aspp_dropout`` is the ASPP's training-time dropout rate (0.5 as the original).
 
     The ``refine_*`` fields are the ``Refiner``'s, under the original's constructor names: their defaults
     and checks live in ``bgm_jax.models.refiner`` only.

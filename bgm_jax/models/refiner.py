@@ -18,7 +18,7 @@ mode           eval (``train=False``)                  train
 full           every pixel, convs over the image       same
 sampling       top-k cells, k = sample_pixels // 16,   top-k patches; BatchNorm statistics over the
                refined by ``patch_strategy``           valid patches only (as the original, which
-               (k >= cells: convs over the image)      drops them)
+               (k >= cells: convs over the image)      drops them); ``train_patch_strategy``
 thresholding   convs over the image, masked to         top-k patches with a static capacity
                ``err > threshold``: exact for any      (``threshold_capacity``, default
                number of cells (or top-k capacity      sample_pixels // 16), masked by ``err > threshold``
@@ -38,6 +38,14 @@ therefore be refined three ways with the same result (``PATCH_STRATEGIES``):
 times its cell's share of the first stage and twelve times the second, so small selections (HD and 4K at
 the paper's settings: 4 % of the cells) use patches, medium ones (512x512: 30 %) the hybrid, and more
 than about half of the cells the image. ``strategy`` forces one.
+
+In training BatchNorm normalises with statistics over the selected windows, so the convolutions after
+conv1 must see the windows. conv1 itself need not: its output at a cell's window is the same whether it
+ran on the window or over the zero-padded image. ``train_patch_strategy`` takes that **hybrid** (conv1
+over the half-resolution image, its windows gathered, the rest on them) when the windows would hold more
+conv1 outputs than the image (384x512 crops at 48,000 refined pixels: 30 % fewer seconds a step),
+**patches** otherwise (the paper's HD training: 4 % of the cells). Same outputs, statistics and
+gradients up to the order of float sums (``tests/test_models.py``).
 Beyond the capacity, thresholding with top-k refines the ``capacity`` cells with the largest error and
 leaves the remaining above-threshold cells at the upsampled coarse output.
 """
@@ -90,6 +98,20 @@ def patch_strategy(capacity: int, num_cells: int, kernel_size: int = 3, strategy
         "image": IMAGE_CELL_COST * num_cells,
     }
     return min(costs, key=costs.get)
+
+
+def train_patch_strategy(capacity: int, num_cells: int, kernel_size: int = 3, strategy: str = "auto") -> str:
+    """How training refines ``capacity`` top-k cells of ``num_cells``: "patches" (every conv on each cell's
+    window, the original's way) or "hybrid" (conv1 over the whole half-resolution image, its windows
+    gathered, the rest on them). BatchNorm's batch statistics come from the windows either way, so only
+    conv1 can leave them. "auto" takes the hybrid when the windows would hold more of conv1's outputs than
+    the image: a 6x6 window per cell (kernel size 3) against the image's 4 outputs per cell, 16 000 refined
+    pixels of a 384x512 crop being about the break-even on XLA:CPU (docs/benchmarks.md, "The refiner in
+    training"). Any other forced strategy ("hybrid", "image") gives the hybrid."""
+    if strategy == "auto":
+        window = 2 + 2 * (3 if kernel_size == 3 else 0) - (kernel_size - 1)
+        return "hybrid" if window * window * capacity > 4 * num_cells else "patches"
+    return "patches" if strategy == "patches" else "hybrid"
 
 
 def select_patches(err_q: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
@@ -241,8 +263,9 @@ class Refiner(nn.Module):
     Called with full-resolution ``src``, ``bgr`` (B, H, W, 3), H and W multiples of 4, and the coarse
     ``pha`` (1 ch), ``fgr`` residual (3), ``err`` (1), ``hid`` (32). Returns ``(pha, fgr, ref)``: the
     finished alpha and foreground (clipped to [0, 1]; the foreground with ``src`` added) at (H, W), and
-    the quarter-resolution selection map ``ref`` (B, H/4, W/4, 1). ``strategy`` (eval only): how a top-k
-    selection is refined, one of ``PATCH_STRATEGIES`` ("auto": ``patch_strategy`` decides).
+    the quarter-resolution selection map ``ref`` (B, H/4, W/4, 1). ``strategy``: how a top-k selection
+    is refined, one of ``PATCH_STRATEGIES`` ("auto": ``patch_strategy`` decides in eval,
+    ``train_patch_strategy`` in training, where only "patches" and "hybrid" exist).
     """
 
     mode: str = "sampling"
@@ -275,7 +298,11 @@ class Refiner(nn.Module):
     def first_stage(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
         """conv1-bn1-relu-conv2-bn2-relu at half resolution: [hid, pha, fgr, src, bgr] (42 channels) in,
         16 out (2 px less on each side with kernel size 3)."""
-        x = nn.relu(self.bn1(self.conv1(x), mask=mask, use_running_average=not train))
+        return self.after_conv1(self.conv1(x), train, mask)
+
+    def after_conv1(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
+        """The first stage from conv1's output on: bn1-relu-conv2-bn2-relu."""
+        x = nn.relu(self.bn1(x, mask=mask, use_running_average=not train))
         return nn.relu(self.bn2(self.conv2(x), mask=mask, use_running_average=not train))
 
     def second_stage(self, x: jax.Array, y: jax.Array, train: bool = False,
@@ -366,7 +393,10 @@ class Refiner(nn.Module):
         values, indices = select_patches(err_q, capacity)
         valid = values > floor if floor is not None else jnp.ones(values.shape, bool)
         selected = selection_map(indices, valid, num_cells)
-        strategy = "patches" if train else patch_strategy(capacity, num_cells, k, self.strategy)
+        if train:
+            strategy = train_patch_strategy(capacity, num_cells, k, self.strategy)
+        else:
+            strategy = patch_strategy(capacity, num_cells, k, self.strategy)
 
         if strategy == "image":
             return *masked(as_map(selected) > 0), as_map(selected)
@@ -376,7 +406,7 @@ class Refiner(nn.Module):
 
         y = patches_of(jnp.concatenate([crop_patches(v, indices, wq, cell=4, pad=pad_full) for v in (src, bgr)],
                                        axis=-1))
-        if strategy == "hybrid":
+        if strategy == "hybrid" and not train:
             # The first stage's output keeps pad_half - 2 real pixels around the image: each cell's
             # window of it starts at its own corner.
             margin = pad_half - 2 * (k // 2)
@@ -385,8 +415,15 @@ class Refiner(nn.Module):
         else:
             # BatchNorm statistics over the selected patches only, as the original (which drops the others).
             mask = valid.reshape(-1, 1, 1, 1) if train else None
-            x = [crop_patches(v, indices, wq, cell=2, pad=pad_half) for v in half_maps()]
-            x = self.first_stage(patches_of(jnp.concatenate(x, axis=-1)), train, mask)
+            if strategy == "hybrid":
+                # Training: conv1 over the image, then each cell's window of its output, which is exactly
+                # conv1 of the cell's 8x8 input window; the batch statistics still come from the windows.
+                c1 = self.conv1(pad(jnp.concatenate(half_maps(), axis=-1), pad_half))
+                x = patches_of(crop_windows(c1, indices, wq, cell=2, size=2 + 2 * pad_half - (k - 1)))
+                x = self.after_conv1(x, train, mask)
+            else:
+                x = [crop_patches(v, indices, wq, cell=2, pad=pad_half) for v in half_maps()]
+                x = self.first_stage(patches_of(jnp.concatenate(x, axis=-1)), train, mask)
             out = self.second_stage(x, y, train, mask)
         # The refined cells, finished like the coarse output (clipped; src added to the foreground), are
         # written over it: no 4-channel full-resolution intermediate.
