@@ -105,7 +105,7 @@ def train_patch_strategy(capacity: int, num_cells: int, kernel_size: int = 3, st
     window, the original's way) or "hybrid" (conv1 over the whole half-resolution image, its windows
     gathered, the rest on them). BatchNorm's batch statistics come from the windows either way, so only
     conv1 can leave them. "auto" takes the hybrid when the windows would hold more of conv1's outputs than
-    the image: a 6x6 window per cell (kernel size 3) against the image's 4 outputs per cell, 16 000 refined
+    the image: a 6x6 window per cell (kernel size 3) against the image's 4 outputs per cell, 16,000 refined
     pixels of a 384x512 crop being about the break-even on XLA:CPU (docs/benchmarks.md, "The refiner in
     training"). Any other forced strategy ("hybrid", "image") gives the hybrid."""
     if strategy == "auto":
