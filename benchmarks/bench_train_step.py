@@ -44,6 +44,9 @@ def main() -> None:
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    bad = [s for s in args.refine_strategy.split(",") if s not in ("auto", "patches", "hybrid")]
+    if bad:
+        parser.error(f"--refine-strategy: unknown {', '.join(bad)}; use auto, patches or hybrid")
 
     height, _, width = args.crop.partition("x")
     crop = (int(height), int(width or height))
@@ -79,8 +82,8 @@ def main() -> None:
     for strategy in strategies:
         median = statistics.median(times[strategy])
         print(json.dumps({**vars(args), "refine_strategy": strategy,
-                          "compile_and_first_step_s": round(compile_s[strategy], 1), "step_s": round(median, 2), "images_per_second": round(args.batch / median, 3),
-                          "load_average": os.getloadavg()}))
+                          "compile_and_first_step_s": round(compile_s[strategy], 1), "step_s": round(median, 2),
+                          "images_per_second": round(args.batch / median, 3), "load_average": os.getloadavg()}))
 
 
 if __name__ == "__main__":

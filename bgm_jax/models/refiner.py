@@ -100,6 +100,17 @@ def patch_strategy(capacity: int, num_cells: int, kernel_size: int = 3, strategy
     return min(costs, key=costs.get)
 
 
+def window_pads(kernel_size: int) -> tuple[int, int]:
+    """Context around a cell's window at half and at full resolution: (3, 2) for kernel size 3 (two convs
+    at each), none for kernel size 1."""
+    return (3, 2) if kernel_size == 3 else (0, 0)
+
+
+def conv1_window(kernel_size: int) -> int:
+    """Side of conv1's output on a cell's half-resolution window (2 px plus context, less the kernel's)."""
+    return 2 + 2 * window_pads(kernel_size)[0] - (kernel_size - 1)
+
+
 def train_patch_strategy(capacity: int, num_cells: int, kernel_size: int = 3, strategy: str = "auto") -> str:
     """How training refines ``capacity`` top-k cells of ``num_cells``: "patches" (every conv on each cell's
     window, the original's way) or "hybrid" (conv1 over the whole half-resolution image, its windows
@@ -109,8 +120,7 @@ def train_patch_strategy(capacity: int, num_cells: int, kernel_size: int = 3, st
     pixels of a 384x512 crop being about the break-even on XLA:CPU (docs/benchmarks.md, "The refiner in
     training"). Any other forced strategy ("hybrid", "image") gives the hybrid."""
     if strategy == "auto":
-        window = 2 + 2 * (3 if kernel_size == 3 else 0) - (kernel_size - 1)
-        return "hybrid" if window * window * capacity > 4 * num_cells else "patches"
+        return "hybrid" if conv1_window(kernel_size) ** 2 * capacity > 4 * num_cells else "patches"
     return "patches" if strategy == "patches" else "hybrid"
 
 
@@ -324,7 +334,7 @@ class Refiner(nn.Module):
         batch, height, width, _ = src.shape
         hq, wq = height // 4, width // 4
         num_cells = hq * wq
-        pad_half, pad_full = (3, 2) if k == 3 else (0, 0)
+        pad_half, pad_full = window_pads(k)
         half_size = (height // 2, width // 2)
 
         def pad(x, p):
@@ -419,7 +429,7 @@ class Refiner(nn.Module):
                 # Training: conv1 over the image, then each cell's window of its output, which is exactly
                 # conv1 of the cell's 8x8 input window; the batch statistics still come from the windows.
                 c1 = self.conv1(pad(jnp.concatenate(half_maps(), axis=-1), pad_half))
-                x = patches_of(crop_windows(c1, indices, wq, cell=2, size=2 + 2 * pad_half - (k - 1)))
+                x = patches_of(crop_windows(c1, indices, wq, cell=2, size=conv1_window(k)))
                 x = self.after_conv1(x, train, mask)
             else:
                 x = [crop_patches(v, indices, wq, cell=2, pad=pad_half) for v in half_maps()]
