@@ -1,5 +1,6 @@
 """The SPMD train step: pmap, jit over a batch-sharded array and one device on the global batch agree;
-float16 loss scaling skips non-finite steps."""
+float16 loss scaling skips non-finite steps; the weights' moving average follows the raw weights without
+changing them."""
 
 import functools
 
@@ -42,12 +43,13 @@ def make_batch(seed):
     }
 
 
-def make_state(model, precision_scale=None, tx=None):
+def make_state(model, precision_scale=None, tx=None, ema_decay=0.0):
     x = jnp.zeros((1, SIZE, SIZE, 3))
     variables = model.init(jax.random.key(0), x, x)
     if tx is None:
         tx = make_optimizer({"backbone": 1e-3, "aspp": 5e-3, "decoder": 5e-3}, params=variables["params"])
-    return TrainState.create(variables["params"], variables["batch_stats"], tx, jax.random.key(1), precision_scale)
+    return TrainState.create(variables["params"], variables["batch_stats"], tx, jax.random.key(1), precision_scale,
+                             ema_decay=ema_decay)
 
 
 def step_fn(model, axis_name):
@@ -143,13 +145,15 @@ def test_float16_loss_scaling_skips_a_step_with_non_finite_gradients():
 
     model = MattingBase(backbone="mobilenetv2", aspp_dropout=0.0, dtype=jnp.float16)
     # typed scalars, as the step returns them, so the second call does not compile again
-    state = make_state(model, DynamicScale(scale=jnp.float32(2.0**15), fin_steps=jnp.int32(0)))
+    state = make_state(model, DynamicScale(scale=jnp.float32(2.0**15), fin_steps=jnp.int32(0)), ema_decay=0.5)
     step = jax.jit(functools.partial(train_step, model=model, prepare=boosted_prepare, loss_fn=boosted_loss,
                                      axis_name=None))
     batch = make_batch(0)
     n = len(batch["fgr"])
+    start = state
     state, metrics = step(state, {**batch, "boost": np.ones(n, np.float32)})
     assert float(metrics["finite"]) == 1.0
+    assert max_difference(start.ema, state.ema) > 0  # a finite step moves the weights' average
     before = state
 
     # scaled by 2**15 a loss times 1e38 overflows float32
@@ -159,7 +163,39 @@ def test_float16_loss_scaling_skips_a_step_with_non_finite_gradients():
     assert_trees_close(before.params, after.params, atol=0)
     assert_trees_close(before.batch_stats, after.batch_stats, atol=0)
     assert_trees_close(before.opt_state, after.opt_state, atol=0)
+    assert_trees_close(before.ema, after.ema, atol=0)  # ...and a skipped one leaves it as it was
     assert int(after.step) == int(before.step) + 1
+
+
+def test_the_weight_average_follows_the_raw_weights_and_leaves_them_unchanged():
+    """Three steps with and without ``ema_decay``: the raw weights are the same to the bit, and the average
+    is decay * average + (1 - decay) * weights after each step, from the initial weights."""
+    import optax
+
+    decay = 0.75
+    model = MattingBase(backbone="mobilenetv2", aspp_dropout=0.0)
+    step = jax.jit(step_fn(model, None))
+    plain, averaged = make_state(model, tx=optax.adam(1e-3)), make_state(model, tx=optax.adam(1e-3), ema_decay=decay)
+    assert plain.ema is None
+    weights = lambda s: {"params": s.params, "batch_stats": s.batch_stats}  # noqa: E731
+    expected = jax.tree_util.tree_map(np.asarray, weights(averaged))
+    for seed in range(3):
+        batch = make_batch(seed)
+        plain, _ = step(plain, batch)
+        averaged, _ = step(averaged, batch)
+        assert_trees_close(weights(plain), weights(averaged), atol=0)
+        expected = jax.tree_util.tree_map(lambda e, w: decay * e + (1 - decay) * np.asarray(w), expected,
+                                          weights(averaged))
+        assert_trees_close(averaged.ema, expected, atol=1e-7, rtol=1e-6)
+    # the average lags: it is neither the first nor the last weights
+    assert max_difference(averaged.ema["params"], averaged.params) > 1e-5
+    assert max_difference(averaged.ema, weights(make_state(model, ema_decay=decay))) > 1e-5
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])
+def test_a_weight_average_decay_outside_zero_to_one_is_refused(decay):
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        TrainState.create({"w": jnp.ones(2)}, {}, make_optimizer({"w": 1e-3}), jax.random.key(0), ema_decay=decay)
 
 
 def test_optimizer_needs_a_learning_rate_for_every_module():

@@ -1,7 +1,7 @@
 """Training checkpoints (Orbax CheckpointManager), behind one small module.
 
 Each checkpoint holds the whole TrainState (step, params, batch_stats, optimizer state, random key,
-loss scale), the data iterator's state and the config, so a resumed run continues bit-identically.
+loss scale, the weights' moving average when the run keeps one), the data iterator's state and the config, so a resumed run continues bit-identically.
 ``DIR/checkpoints`` keeps the latest ``keep`` steps; ``DIR/best`` keeps the one with the lowest
 validation SAD.
 """
@@ -22,6 +22,8 @@ def _state_tree(state) -> dict[str, Any]:
     tree = serialization.to_state_dict(state)
     if tree.get("dynamic_scale") is None:
         tree.pop("dynamic_scale", None)  # float32/bfloat16 runs have no loss scale
+    if tree.get("ema") is None:
+        tree.pop("ema", None)  # nor do runs without weight averaging keep an average
     return jax.tree_util.tree_map(np.asarray, tree)
 
 
@@ -80,6 +82,8 @@ class Checkpoints:
         tree = dict(restored["state"])
         if template.dynamic_scale is None:
             tree["dynamic_scale"] = None
+        if template.ema is None:
+            tree["ema"] = None
         return serialization.from_state_dict(template, tree), dict(restored["data"])
 
     def wait(self) -> None:

@@ -90,6 +90,11 @@ class TrainConfig:
     soft_weight: float = 0.0
     # Weight of an extra alpha L1 over strands (train.losses.thin_band); 0 = the original's losses.
     thin_weight: float = 0.0
+    # Exponential moving average of the weights (parameters and BatchNorm statistics), updated after every
+    # step: ema = ema_decay * ema + (1 - ema_decay) * weights, started at the initial weights. The export,
+    # validation SAD, the "best" checkpoint and the image grids use the average; validation also logs the
+    # raw weights' scores (raw_valid_*). 0 = no averaging (the original).
+    ema_decay: float = 0.0
 
     # Initialisation: "" (random), "pretrained:PATH" (torchvision ImageNet or DeepLabV3 .pth: backbone
     # [+ ASPP] by name and shape), "checkpoint:DIR" (a bgm-jax model directory, e.g. converted official
@@ -123,6 +128,8 @@ class TrainConfig:
             (self.parallelism in ("pmap", "jit"), f"parallelism must be 'pmap' or 'jit', got {self.parallelism!r}"),
             (self.augment in ("base", "refine", "identity"), f"unknown augment preset {self.augment!r}"),
             (self.global_batch >= 1, "global_batch must be >= 1"),
+            (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1,
+             f"ema_decay must be in [0, 1) (0 = no averaging), got {self.ema_decay!r}"),
             (self.epochs > 0, "epochs must be > 0"),
             (self.num_steps is None or self.num_steps >= 0, "num_steps must be None (from the epochs) or >= 0"),
             (self.misalignment in ("code", "paper"), f"misalignment must be 'code' or 'paper', got {self.misalignment!r}"),

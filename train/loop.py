@@ -374,7 +374,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
 
         dynamic_scale = DynamicScale()
     state = TrainState.create(variables["params"], variables["batch_stats"], tx,
-                              jax.random.key(config.seed + 1), dynamic_scale)
+                              jax.random.key(config.seed + 1), dynamic_scale, ema_decay=config.ema_decay)
 
     checkpoints = Checkpoints(workdir, config.keep_checkpoints, config.to_dict())
     data_state = None
@@ -435,14 +435,24 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
         return unreplicate(state) if use_pmap else state
 
     def variables_of(s):
+        """The weights the run exports: the moving average when it keeps one, else the raw weights."""
+        return s.ema if s.ema is not None else raw_variables_of(s)
+
+    def raw_variables_of(s):
         return {"params": s.params, "batch_stats": s.batch_stats}
+
+    def validate(s) -> dict[str, float]:
+        scores = validation.scores(variables_of(s))
+        if s.ema is not None:
+            scores.update({f"raw_{k}": v for k, v in validation.scores(raw_variables_of(s)).items()})
+        return scores
 
     validation = Validation(eval_model, valid) if valid is not None else None
     agreement = StopAgreement(stop)
     results: dict[str, Any] = {}
     start_step = int(host_state().step)
     if validation is not None and start_step == 0:
-        results["valid_before"] = validation.scores(variables_of(host_state()))
+        results["valid_before"] = validate(host_state())
         writer.scalars(0, results["valid_before"])
 
     keys_wanted = ("fgr", "pha", "bgr", "fgr_valid_hw", "bgr_valid_hw")
@@ -471,7 +481,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, progr
             results["train"] = values
         eval_metrics = None
         if validation is not None and (done % config.eval_every == 0 or done == num_steps):
-            eval_metrics = validation.scores(variables_of(host_state()))
+            eval_metrics = validate(host_state())
             writer.scalars(done, eval_metrics)
             results["valid"] = eval_metrics
         if validation is not None and (done % config.image_every == 0 or done == num_steps):

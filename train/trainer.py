@@ -12,6 +12,10 @@ All three give the same result (``tests/test_trainer.py``), because every random
 is keyed by the example's global index (``example_keys``), never by device. Dropout is the exception: its
 masks are drawn per replica (``fold_in(key, axis_index)``), as in any data-parallel trainer.
 
+With ``ema_decay`` the state also carries an exponential moving average of the weights (parameters and
+BatchNorm statistics, ``ema = decay * ema + (1 - decay) * weights`` after every step that updated them,
+started at the initial weights); it never feeds back into training, so the raw trajectory is unchanged.
+
 Mixed precision is a dtype policy: float32 parameters and BatchNorm statistics, bf16/fp16 compute, losses
 on float32 casts; float16 uses dynamic loss scaling and skips steps whose gradients are not finite.
 """
@@ -39,10 +43,18 @@ class TrainState(struct.PyTreeNode):
     opt_state: optax.OptState
     rng: jax.Array  # raw uint32 key data (checkpoint-friendly); ``jax.random.wrap_key_data`` to use
     dynamic_scale: DynamicScale | None
+    ema: Any  # {"params", "batch_stats"} averaged over the steps, or None (no averaging)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
 
     @classmethod
-    def create(cls, params, batch_stats, tx, rng, dynamic_scale=None) -> "TrainState":
+    def create(cls, params, batch_stats, tx, rng, dynamic_scale=None, ema_decay: float = 0.0) -> "TrainState":
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = no averaging), got {ema_decay!r}")
+        # The average starts at the initial weights, in buffers of its own (a donated step must not see one
+        # buffer twice).
+        ema = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), {"params": params, "batch_stats": batch_stats}) \
+            if ema_decay else None
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
@@ -50,7 +62,9 @@ class TrainState(struct.PyTreeNode):
             opt_state=tx.init(params),
             rng=jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng,
             dynamic_scale=dynamic_scale,
+            ema=ema,
             tx=tx,
+            ema_decay=float(ema_decay),
         )
 
     @property
@@ -174,6 +188,12 @@ def train_step(
             opt_state=keep(opt_state, state.opt_state),
             batch_stats=keep(batch_stats, state.batch_stats),
         )
+    if state.ema is not None:
+        current = {"params": new_state.params, "batch_stats": new_state.batch_stats}
+        ema = optax.incremental_update(current, state.ema, step_size=1.0 - state.ema_decay)
+        if state.dynamic_scale is not None:  # a skipped step leaves the average as it was
+            ema = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), ema, state.ema)
+        new_state = new_state.replace(ema=ema)
 
     metrics = {"loss": loss, **terms, "grad_norm": optax.tree.norm(grads)}
     metrics = _mean_over_replicas(metrics, axis_name)
