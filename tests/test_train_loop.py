@@ -61,9 +61,15 @@ def leaves(tree):
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, compilation_cache):
+    """With a moving average of the weights (``ema_decay``; runs without one resume bit for bit in
+    test_train_stop): the average is checkpointed and resumed, the export is the average and not the raw
+    weights, and validation scores both (``valid_*``, which the best checkpoint follows, and ``raw_valid_*``)."""
+    import orbax.checkpoint as ocp
+
     from train.checkpointing import Checkpoints
 
-    config = small_config(tmp_path)
+    config = small_config(tmp_path, ema_decay=0.5, valid_data="synthetic_matting/small", valid_size=(64, 64),
+                          valid_count=2)
     straight = train_and_evaluate(config, tmp_path / "straight", progress=False)
     train_and_evaluate(config.replace(num_steps=3), tmp_path / "resumed", progress=False)
     resumed = train_and_evaluate(config, tmp_path / "resumed", progress=False)
@@ -81,6 +87,21 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, compilation_c
     loss_b = {r["step"]: r["loss"] for r in log_b if "loss" in r}
     assert loss_a == loss_b  # the same batches, keys and crops at every step
     assert sorted(Checkpoints(tmp_path / "resumed", 2, {}).latest.all_steps()) == [3, 6]
+
+    with ocp.CheckpointManager(tmp_path / "straight" / "checkpoints") as manager:
+        saved = manager.restore(6, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    for name in ("params", "batch_stats"):
+        for x, y in zip(leaves(a[name]), leaves(saved["ema"][name])):
+            np.testing.assert_array_equal(x, y)
+    gap = max(float(np.abs(x - y).max()) for x, y in zip(leaves(a["params"]), leaves(saved["params"])))
+    assert gap > 1e-6  # the raw weights went on without the average
+    final = log_a[-1]
+    assert final["step"] == 6 and {"valid_sad", "raw_valid_sad"} <= set(final)
+    # at step 6 the two scored alike on these tiny images (seen once); at step 3, the first leg's end, they differ
+    third = [r for r in log_b if r["step"] == 3 and "valid_sad" in r][0]
+    assert third["valid_sad"] != third["raw_valid_sad"]
+    assert straight["valid"] == resumed["valid"] == {
+        k: final[k] for k in ("valid_sad", "valid_mse", "raw_valid_sad", "raw_valid_mse")}
 
 
 def test_config_files_load_and_overrides_are_typed(tmp_path):
@@ -254,3 +275,4 @@ def test_a_malformed_init_is_refused_with_the_accepted_forms(tmp_path, init):
     config = small_config(tmp_path, stage="refine", init=init)
     with pytest.raises(InputError, match=r"expected 'checkpoint:DIR', 'pretrained:FILE.pth' or 'embedded'"):
         initial_variables(config, build_model(config), jax.random.key(0))
+
