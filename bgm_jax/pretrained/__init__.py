@@ -1,12 +1,13 @@
 """The model that ships inside the package: what ``bgm_jax.load()`` and every command use without a model.
 
 It was trained by this project's own stack (the chain of ``train/configs/photo_*_mobilenetv2.py`` configs
-that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then nineteen more
-refine stages, the last fifteen with a loss term on the soft band, the last twelve with the subjects near
-their native size, the last nine with the supplement's milder plate colour misalignment, the last eight
-with the base network at half the image's size, the last six with a loss term on strands, the last five
-with three times the refined patches, the last four with most foregrounds unwarped, the last three with
-both band terms doubled each time) on synthetic composites textured with the sample photographs bundled in
+that ``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then twenty more
+refine stages, the last sixteen with a loss term on the soft band, the last thirteen with the subjects near
+their native size, the last ten with the supplement's milder plate colour misalignment, the last nine
+with the base network at half the image's size, the last seven with a loss term on strands, the last six
+with three times the refined patches, the last five with most foregrounds unwarped, three of them with
+both band terms doubled in turn, and a last one at half the rates whose moving average of the weights
+is what ships) on synthetic composites textured with the sample photographs bundled in
 scikit-image; see ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and
 the limits. For real footage, convert the official weights (``bgm-jax convert``).
 

@@ -11,8 +11,8 @@ instead of hundreds, with the soft-band and strand alpha terms of the last CPU s
 (``soft_weight``, ``thin_weight``, train.losses), their foreground scale near native size (``fgr_scale``,
 docs/training.md), three quarters of their foregrounds without the random affine (``fgr_affine``), the
 paper's background colour misalignment (``misalignment="paper"``), their three times the refined pixels
-(``refine_sample_pixels``) and the base network at half the image's size (``backbone_scale=0.5``, which the
-export records);
+(``refine_sample_pixels``), the base network at half the image's size (``backbone_scale=0.5``, which the
+export records) and the last stage's moving average of the weights (``ema_decay``, which the export holds);
 whole 512 px samples instead of random crops (one compiled shape: a GPU compiles a
 training step in minutes, so crop sizes would eat the lease); 16 reader threads. Afterwards, on any
 machine: `python -m train.judge --model OUT/export ...` and `python -m train.package` (docs/model.md).
@@ -48,6 +48,7 @@ def get_config() -> TrainConfig:
         fgr_affine=0.25,
         misalignment="paper",
         thin_weight=16.0,
+        ema_decay=0.995,
         refine_sample_pixels=48_000,
         backbone_scale=0.5,
         seed=9,
