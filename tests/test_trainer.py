@@ -35,6 +35,17 @@ def simple_loss(outputs, targets):
     return terms["pha_l1"] + terms["fgr_l1"], terms
 
 
+def boosted_prepare(keys, batch):
+    """simple_prepare, passing on the batch's loss multiplier: one compiled step makes both a normal and an
+    overflowing step (float16 compiles slowly on CPUs)."""
+    return {**simple_prepare(keys, batch), "boost": batch["boost"]}
+
+
+def boosted_loss(outputs, targets):
+    loss, terms = simple_loss(outputs, targets)
+    return loss * targets["boost"][0], terms
+
+
 def make_batch(seed):
     rng = np.random.default_rng(seed)
     n = DEVICES * PER_DEVICE
@@ -137,14 +148,6 @@ def test_the_agreement_check_catches_per_replica_batchnorm():
 def test_float16_loss_scaling_skips_a_step_with_non_finite_gradients():
     from flax.training.dynamic_scale import DynamicScale
 
-    # One compiled step for both calls (float16 compiles slowly on CPUs): the batch carries a loss multiplier.
-    def boosted_prepare(keys, batch):
-        return {**simple_prepare(keys, batch), "boost": batch["boost"]}
-
-    def boosted_loss(outputs, targets):
-        loss, terms = simple_loss(outputs, targets)
-        return loss * targets["boost"][0], terms
-
     model = MattingBase(backbone="mobilenetv2", aspp_dropout=0.0, dtype=jnp.float16)
     # typed scalars, as the step returns them, so the second call does not compile again
     state = make_state(model, DynamicScale(scale=jnp.float32(2.0**15), fin_steps=jnp.int32(0)))
@@ -206,13 +209,6 @@ def test_the_weight_average_follows_the_raw_weights_and_leaves_them_unchanged():
 
 def test_a_float16_step_skipped_for_overflow_leaves_the_weight_average():
     from flax.training.dynamic_scale import DynamicScale
-
-    def boosted_prepare(keys, batch):
-        return {**simple_prepare(keys, batch), "boost": batch["boost"]}
-
-    def boosted_loss(outputs, targets):
-        loss, terms = simple_loss(outputs, targets)
-        return loss * targets["boost"][0], terms
 
     import optax
 

@@ -1,7 +1,8 @@
 """Training checkpoints (Orbax CheckpointManager), behind one small module.
 
 Each checkpoint holds the whole TrainState (step, params, batch_stats, optimizer state, random key,
-loss scale, the weights' moving average when the run keeps one), the data iterator's state and the config, so a resumed run continues bit-identically.
+loss scale, the weights' moving average when the run keeps one), the data iterator's state and the
+config, so a resumed run continues bit-identically.
 ``DIR/checkpoints`` keeps the latest ``keep`` steps; ``DIR/best`` keeps the one with the lowest
 validation SAD.
 """
