@@ -16,7 +16,8 @@ CHAIN = ("photo_base_mobilenetv2", "photo_base2_mobilenetv2", "photo_base3_mobil
          "photo_refine11_mobilenetv2", "photo_refine12_mobilenetv2", "photo_refine14_mobilenetv2",
          "photo_refine17_mobilenetv2", "photo_refine18_mobilenetv2", "photo_refine19_mobilenetv2",
          "photo_refine20_mobilenetv2", "photo_refine22_mobilenetv2", "photo_refine23_mobilenetv2",
-         "photo_refine24_mobilenetv2", "photo_refine25_mobilenetv2", "photo_refine29_mobilenetv2")
+         "photo_refine24_mobilenetv2", "photo_refine25_mobilenetv2", "photo_refine29_mobilenetv2",
+         "photo_refine30_mobilenetv2")
 
 
 def _workdir(name: str) -> str:
@@ -29,7 +30,7 @@ def test_each_stage_starts_from_the_export_of_the_stage_before():
     assert configs[CHAIN[0]].init == ""  # stage 1 from random weights
     for before, after in zip(CHAIN, CHAIN[1:]):
         assert configs[after].init == f"checkpoint:{_workdir(before)}/export", (before, after)
-    assert [configs[n].stage for n in CHAIN] == ["base"] * 4 + ["refine", "base"] + ["refine"] * 20
+    assert [configs[n].stage for n in CHAIN] == ["base"] * 4 + ["refine", "base"] + ["refine"] * 21
     assert all(configs[n].backbone == "mobilenetv2" for n in CHAIN)
 
 
@@ -53,5 +54,6 @@ def test_the_gpu_config_continues_the_shipped_model_on_photo_matting_rendered_in
     assert gpu.backbone_scale == last.backbone_scale == 0.5  # the scale the embedded weights were trained at
     assert gpu.thin_weight == last.thin_weight > 0  # the strand term of the last CPU stages
     assert gpu.refine_sample_pixels == last.refine_sample_pixels == 48_000  # and their refined pixels
-    assert gpu.ema_decay == last.ema_decay > 0  # and the last one's moving average of the weights
+    # a moving average of the weights as the last stages kept, at least as long (its run is thousands of steps)
+    assert gpu.ema_decay >= last.ema_decay > 0
     assert "bash train/device/run.sh" in (ROOT / "train" / "configs" / "photo_gpu_mobilenetv2.py").read_text()
