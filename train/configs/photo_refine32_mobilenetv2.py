@@ -1,0 +1,34 @@
+"""Stage 3f: stage 3e (`photo_refine31_mobilenetv2.py`: stage 3d continued for 600 steps at stage 2y's full
+rates with ``ema_decay=0.995``) continued for 600 steps at half those rates (a restarted cosine), another
+seed, with the same average: the half-rate averaged stage that took stage 2y to stage 3c (0.02), repeated
+after the full-rate stages.
+
+    python -m train.main --config train/configs/photo_refine32_mobilenetv2.py --workdir runs/photo_refine32
+
+Measured (2-core CPU, about 3.8 s a step): whole-image validation of the average 2.82 -> 2.80 (step 200),
+2.83 (step 400), 2.83 (end), of the raw weights 3.12, 2.81, 2.88; judged (80 test images) SAD 2.15 ->
+**2.13**, MSE 22.16 -> 21.75, Grad 1789 -> 1765, Conn 2101 -> 2072, strands 0.54, veils 0.67 -> 0.66, the rest
+0.77 -> 0.75, outside the band 1.48 -> 1.46, video MAD 22.2 -> 22.4 and dtSSD 2.61; whole frame on the CI's 8
+images 11.9 -> 12.0 (float32 exports). **Shipped** (`train.package --example 6`: record 6 is its upper
+median).
+"""
+
+from train.config import TrainConfig
+from train.configs.photo_refine25_mobilenetv2 import get_config as stage2y
+
+
+def get_config() -> TrainConfig:
+    base = stage2y()
+    return base.replace(
+        init="checkpoint:runs/photo_refine31/export",
+        lr_backbone=base.lr_backbone / 2,
+        lr_aspp=base.lr_aspp / 2,
+        lr_decoder=base.lr_decoder / 2,
+        lr_refiner=base.lr_refiner / 2,
+        num_steps=600,
+        eval_every=200,
+        image_every=200,
+        checkpoint_every=200,
+        ema_decay=0.995,
+        seed=59,
+    )
