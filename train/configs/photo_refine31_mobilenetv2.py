@@ -20,8 +20,6 @@ from train.configs.photo_refine25_mobilenetv2 import get_config as stage2y
 def get_config() -> TrainConfig:
     return stage2y().replace(
         init="checkpoint:runs/photo_refine30/export",
-        num_steps=600,
-        eval_every=200,
         image_every=200,
         checkpoint_every=200,
         ema_decay=0.995,

@@ -14,21 +14,14 @@ median).
 """
 
 from train.config import TrainConfig
-from train.configs.photo_refine25_mobilenetv2 import get_config as stage2y
+from train.configs.photo_refine29_mobilenetv2 import get_config as stage3c
 
 
 def get_config() -> TrainConfig:
-    base = stage2y()
-    return base.replace(
+    # stage 3c's settings (stage 2y at half its rates, ema_decay 0.995, 600 steps) from stage 3e's export
+    return stage3c().replace(
         init="checkpoint:runs/photo_refine31/export",
-        lr_backbone=base.lr_backbone / 2,
-        lr_aspp=base.lr_aspp / 2,
-        lr_decoder=base.lr_decoder / 2,
-        lr_refiner=base.lr_refiner / 2,
-        num_steps=600,
-        eval_every=200,
         image_every=200,
         checkpoint_every=200,
-        ema_decay=0.995,
         seed=59,
     )
