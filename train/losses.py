@@ -28,7 +28,7 @@ image, where veils and strands are a few per cent of the pixels; SAD is scored o
 band** only, ``pha_thin_l1`` (and ``pha_sm_thin_l1``): the mean of ``|pha - pha*|`` over the foreground
 (true alpha > ``SOFT_LOW``) that a ``THIN_SIZE`` x ``THIN_SIZE`` opening removes (strands and lines
 narrower than that), widened by ``THIN_GROW`` px so that the background beside a strand counts too. It
-aims at the structure ``train.judge`` measures as ``shape_thin``, where tuned keying beats the model.
+aims at the structure ``train.judge`` measures as ``shape_thin``, where tuned keying beat the model.
 
 The refine error target has no stop-gradient: the original's
 ``train_refine.py`` does not detach ``pha_sm`` there (its base stage does detach), so the error term also

@@ -9,8 +9,8 @@ Measured (2-core CPU, about 3.8 s a step): whole-image validation of the average
 2.83 (step 400), 2.83 (end), of the raw weights 3.12, 2.81, 2.88; judged (80 test images) SAD 2.15 ->
 **2.13**, MSE 22.16 -> 21.75, Grad 1789 -> 1765, Conn 2101 -> 2072, strands 0.54, veils 0.67 -> 0.66, the rest
 0.77 -> 0.75, outside the band 1.48 -> 1.46, video MAD 22.2 -> 22.4 and dtSSD 2.61; whole frame on the CI's 8
-images 11.9 -> 12.0 (float32 exports). **Shipped** (`train.package --example 6`: record 6 is its upper
-median).
+images 11.9 -> 12.0 (float32 exports). Shipped until stage 3g (`train.package --example 6`: record 6 was
+its upper median); the start of stage 3g.
 """
 
 from train.config import TrainConfig
