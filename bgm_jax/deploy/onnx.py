@@ -108,6 +108,7 @@ class MattingGraph:
 
     def resnet(self, x: str):
         from bgm_jax.models.matting import make_backbone
+        from bgm_jax.models.resnet import bottleneck_layers
 
         g = self.g
         encoder = make_backbone(self.model.backbone, np.float32, None)
@@ -116,23 +117,10 @@ class MattingGraph:
         x1 = x
         x = g.op("MaxPool", [x], "maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
         features = []
-        inplanes, dilation = 64, 1
-        for layer, (planes, stride, dilate) in enumerate(
-            [(64, 1, False), (128, 2, False), (256, 2, False), (512, 2, True)], start=1
-        ):
-            previous_dilation = dilation
-            if dilate:
-                dilation *= stride
-                stride = 1
-            for i in range(encoder.stage_sizes[layer - 1]):
-                first = i == 0
-                x = self.bottleneck(
-                    x, f"backbone/layer{layer}_{i}", planes,
-                    stride=stride if first else 1,
-                    dilation=previous_dilation if first else dilation,
-                    downsample=first and (stride != 1 or inplanes != planes * 4),
-                )
-                inplanes = planes * 4
+        for blocks in bottleneck_layers(encoder.stage_sizes):
+            for block in blocks:
+                x = self.bottleneck(x, f"backbone/{block.name}", block.planes, stride=block.stride,
+                                    dilation=block.dilation, downsample=block.downsample)
             features.append(x)
         x2, x3, _, x4 = features
         return x4, x3, x2, x1, x0
@@ -148,25 +136,17 @@ class MattingGraph:
         return g.op("Relu", [g.op("Add", [out, x], "residual")])
 
     def mobilenetv2(self, x: str):
-        from bgm_jax.models.mobilenetv2 import DILATED_BLOCKS, INVERTED_RESIDUAL_SETTING
+        from bgm_jax.models.mobilenetv2 import FEATURE_TAPS, inverted_residual_blocks
 
         g = self.g
         x0 = x
         x = g.conv_bn(x, "backbone/features_0_0", "backbone/features_0_1", stride=2, pad=1, activation="relu6")
-        taps = {1: "x1", 3: "x2", 6: "x3", 17: "x4"}
         out = {}
-        index, in_channels = 1, 32
-        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
-            for i in range(n):
-                stride = s if i == 0 else 1
-                use_residual = stride == 1 and in_channels == c
-                stride, dilation = DILATED_BLOCKS.get(index, (stride, 1))
-                x = self.inverted_residual(x, f"backbone/features_{index}", in_channels, t, stride, dilation,
-                                           use_residual)
-                if index in taps:
-                    out[taps[index]] = x
-                in_channels = c
-                index += 1
+        for block in inverted_residual_blocks():
+            x = self.inverted_residual(x, f"backbone/features_{block.index}", block.in_channels,
+                                       block.expand_ratio, block.stride, block.dilation, block.use_residual)
+            if block.index in FEATURE_TAPS:
+                out[FEATURE_TAPS[block.index]] = x
         return out["x4"], out["x3"], out["x2"], out["x1"], x0
 
     def inverted_residual(self, x, name, in_channels, expand_ratio, stride, dilation, use_residual) -> str:

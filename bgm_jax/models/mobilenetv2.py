@@ -7,7 +7,7 @@ Submodule names follow torchvision's ``features.N.conv.M`` layout (``features_3/
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -30,6 +30,36 @@ INVERTED_RESIDUAL_SETTING = (
 )
 # Output-stride-16 changes of the original: block index -> (stride, dilation) of its depthwise conv.
 DILATED_BLOCKS = {14: (1, 1), 15: (1, 2), 16: (1, 2), 17: (1, 2)}
+# The blocks whose outputs the decoder takes (``features.17``'s is the ASPP's input).
+FEATURE_TAPS = {1: "x1", 3: "x2", 6: "x3", 17: "x4"}
+
+
+class InvertedResidualSpec(NamedTuple):
+    index: int  # N of features.N
+    in_channels: int
+    out_channels: int
+    expand_ratio: int
+    stride: int
+    dilation: int
+    use_residual: bool
+
+
+def inverted_residual_blocks() -> tuple[InvertedResidualSpec, ...]:
+    """``features.1``..``features.17`` in order. The Flax encoder and the ONNX export both build from this
+    one schedule."""
+    blocks = []
+    index, in_channels = 1, 32
+    for t, c, n, s in INVERTED_RESIDUAL_SETTING:
+        for i in range(n):
+            stride = s if i == 0 else 1
+            # The residual decision is made with the constructed stride, before the original's
+            # output-stride-16 edits (features.14 keeps no residual).
+            use_residual = stride == 1 and in_channels == c
+            stride, dilation = DILATED_BLOCKS.get(index, (stride, 1))
+            blocks.append(InvertedResidualSpec(index, in_channels, c, t, stride, dilation, use_residual))
+            in_channels = c
+            index += 1
+    return tuple(blocks)
 
 
 def depthwise_taps(x: jax.Array, kernel: jax.Array, stride: int, dilation: int) -> jax.Array:
@@ -127,30 +157,20 @@ class MobileNetV2Encoder(nn.Module):
         x = conv(32, (3, 3), strides=2, padding=pad2d(1), name="features_0_0")(x)
         x = nn.relu6(norm(name="features_0_1")(x))
 
-        taps = {1: "x1", 3: "x2", 6: "x3", 17: "x4"}
         out = {}
-        index, in_channels = 1, 32
-        for t, c, n, s in INVERTED_RESIDUAL_SETTING:
-            for i in range(n):
-                stride = s if i == 0 else 1
-                # The residual decision is made with the constructed stride, before the original's
-                # output-stride-16 edits (features.14 keeps no residual).
-                use_residual = stride == 1 and in_channels == c
-                stride, dilation = DILATED_BLOCKS.get(index, (stride, 1))
-                x = InvertedResidual(
-                    in_channels=in_channels,
-                    out_channels=c,
-                    stride=stride,
-                    dilation=dilation,
-                    expand_ratio=t,
-                    use_residual=use_residual,
-                    conv=conv,
-                    norm=norm,
-                    dtype=self.dtype,
-                    name=f"features_{index}",
-                )(x)
-                if index in taps:
-                    out[taps[index]] = x
-                in_channels = c
-                index += 1
+        for block in inverted_residual_blocks():
+            x = InvertedResidual(
+                in_channels=block.in_channels,
+                out_channels=block.out_channels,
+                stride=block.stride,
+                dilation=block.dilation,
+                expand_ratio=block.expand_ratio,
+                use_residual=block.use_residual,
+                conv=conv,
+                norm=norm,
+                dtype=self.dtype,
+                name=f"features_{block.index}",
+            )(x)
+            if block.index in FEATURE_TAPS:
+                out[FEATURE_TAPS[block.index]] = x
         return out["x4"], out["x3"], out["x2"], out["x1"], x0

@@ -6,7 +6,7 @@ checkpoint converter is a table.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -15,6 +15,42 @@ import jax.numpy as jnp
 from bgm_jax.models.layers import conv_factory, kaiming_normal_fan_out, norm_factory, pad2d
 
 Dtype = Any
+
+
+class BottleneckSpec(NamedTuple):
+    name: str
+    planes: int
+    stride: int
+    dilation: int
+    downsample: bool
+
+
+def bottleneck_layers(stage_sizes: Sequence[int]) -> tuple[tuple[BottleneckSpec, ...], ...]:
+    """The bottlenecks of ``layer1``..``layer4``, in order: as torchvision with
+    ``replace_stride_with_dilation=[False, False, True]`` (layer4's stride becomes dilation 2, its first block
+    keeps layer3's dilation). The Flax encoder and the ONNX export both build from this one schedule."""
+    layers = []
+    inplanes, dilation = 64, 1
+    for layer, (planes, stride, dilate) in enumerate(
+        [(64, 1, False), (128, 2, False), (256, 2, False), (512, 2, True)], start=1
+    ):
+        previous_dilation = dilation
+        if dilate:
+            dilation *= stride
+            stride = 1
+        blocks = []
+        for i in range(stage_sizes[layer - 1]):
+            first = i == 0
+            blocks.append(BottleneckSpec(
+                name=f"layer{layer}_{i}",
+                planes=planes,
+                stride=stride if first else 1,
+                dilation=previous_dilation if first else dilation,
+                downsample=first and (stride != 1 or inplanes != planes * 4),
+            ))
+            inplanes = planes * 4
+        layers.append(tuple(blocks))
+    return tuple(layers)
 
 
 class Bottleneck(nn.Module):
@@ -63,28 +99,10 @@ class ResNetEncoder(nn.Module):
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=pad2d(1))
 
         features = []
-        inplanes, dilation = 64, 1
-        # (planes, stride, replace stride with dilation) per layer, as torchvision with
-        # replace_stride_with_dilation=[False, False, True].
-        for layer, (planes, stride, dilate) in enumerate(
-            [(64, 1, False), (128, 2, False), (256, 2, False), (512, 2, True)], start=1
-        ):
-            previous_dilation = dilation
-            if dilate:
-                dilation *= stride
-                stride = 1
-            for i in range(self.stage_sizes[layer - 1]):
-                first = i == 0
-                x = Bottleneck(
-                    planes=planes,
-                    stride=stride if first else 1,
-                    dilation=previous_dilation if first else dilation,
-                    downsample=first and (stride != 1 or inplanes != planes * 4),
-                    conv=conv,
-                    norm=norm,
-                    name=f"layer{layer}_{i}",
-                )(x)
-                inplanes = planes * 4
+        for blocks in bottleneck_layers(self.stage_sizes):
+            for block in blocks:
+                x = Bottleneck(planes=block.planes, stride=block.stride, dilation=block.dilation,
+                               downsample=block.downsample, conv=conv, norm=norm, name=block.name)(x)
             features.append(x)
         x2, x3, _, x4 = features
         return x4, x3, x2, x1, x0
