@@ -10,8 +10,8 @@ Measured (2-core CPU, about 3.8 s a step, 100 minutes): whole-image validation o
 2.55, 2.65; judged (80 test images) SAD 2.13 -> **2.07**, MSE 21.75 -> 20.40, Grad 1765 -> 1645, Conn 2072
 -> 1998, strands 0.54 -> 0.51 (keying 0.52), veils 0.66 -> 0.65, the rest 0.75 -> 0.73, outside the band
 1.46 -> 1.28, video MAD 22.4 -> 20.8 and dtSSD 2.61 -> 2.62; whole frame on the CI's 8 images 12.0 -> 11.3
-(float32 exports); FG MSE 16.1 -> 17.1. The largest gain of any stage since stage 2y, in every column but
-the foreground's colour. Shipped (`train.package --example 5`) until stage 3h
+(float32 exports); FG MSE 16.1 -> 17.1. A gain of 0.060, in every column but the foreground's
+colour: the largest since stage 2y until stage 3h's 0.065. Shipped (`train.package --example 5`) until stage 3h
 (`photo_refine34_mobilenetv2.py`).
 """
 
