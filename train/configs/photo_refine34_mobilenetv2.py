@@ -9,8 +9,8 @@ Measured (2-core CPU, about 3.9 s a step, 125 minutes): whole-image validation o
 2.78, 2.61, 2.62, 2.57; judged (80 test images) SAD 2.07 -> **2.00**, MSE 20.40 -> 19.16, Grad 1645 ->
 1559, Conn 1998 -> 1920, strands 0.51 -> 0.48 (keying 0.52), veils 0.65 -> 0.64, the rest 0.73 -> 0.71,
 outside the band 1.28 -> 1.18, video MAD 20.8 -> 20.7 and dtSSD 2.62 -> 2.62; whole frame on the CI's 8
-images 11.3 -> 10.9; FG MSE 17.05 -> 17.03. Better or level in every column. **Shipped**
-(`train.package --example 5`: record 5 is its upper median).
+images 11.3 -> 10.9; FG MSE 17.05 -> 17.03. Better or level in every column. Shipped
+until stage 3i (`photo_refine35_mobilenetv2.py`).
 """
 
 from train.config import TrainConfig
