@@ -16,7 +16,9 @@ What it does for the caller:
   GPUs since Ampere: about 1e-3 relative error, faster); see ``MATMUL_PRECISIONS``;
 - results stay on the device (no host sync) until read, so video decode, compute and encode overlap;
 - ``devices="all"`` (or N) splits each batch over the local devices, data parallel: every device runs
-  the single-device program on its share (batch padded to a multiple of the device count, cropped back).
+  the single-device program on its share (batch padded to a multiple of the device count, cropped back);
+- ``flip_average=True`` also mattes each frame mirrored left to right, in the same batch, and averages the
+  two answers (twice the compute, for offline work that wants the last bit of quality).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class Settings:
     refine_threshold: float = 0.1
     refine_prevent_oversampling: bool = True
     precision: str = "float32"
+    flip_average: bool = False
 
     @property
     def matmul_precision(self) -> str:
@@ -94,6 +97,8 @@ class Settings:
             raise InputError(f"backbone scale must be in (0, 0.5], got {self.backbone_scale}")
         if self.refine_sample_pixels is not None and self.refine_sample_pixels < 0:
             raise InputError(f"refine sample pixels must be >= 0, got {self.refine_sample_pixels}")
+        if not isinstance(self.flip_average, bool):
+            raise InputError(f"flip_average must be True or False, got {self.flip_average!r}")
 
     def resolve(self, height: int, width: int, model_backbone_scale: float | None = None) -> dict[str, Any]:
         """Model fields for an input of this size. A backbone scale left as None is the model's own
@@ -248,6 +253,8 @@ class Matting:
         def run(variables, src, bgr):
             src, bgr = _to_unit_float(src), _to_unit_float(bgr)
             bgr = jnp.broadcast_to(bgr, src.shape)
+            if self.settings.flip_average:  # the mirrored frames join the batch, before any padding
+                src, bgr = _with_mirrored(src), _with_mirrored(bgr)
             if pad_h or pad_w:
                 pad = ((0, 0), (0, pad_h), (0, pad_w), (0, 0))
                 src, bgr = jnp.pad(src, pad, mode="edge"), jnp.pad(bgr, pad, mode="edge")
@@ -262,6 +269,9 @@ class Matting:
             err = err.astype(jnp.float32)
             if ref is not None:
                 ref = ref[:, : math.ceil(height / 4), : math.ceil(width / 4)].astype(jnp.float32)
+            if self.settings.flip_average:
+                pha, fgr, err = _mean_with_mirrored(pha), _mean_with_mirrored(fgr), _mean_with_mirrored(err)
+                ref = None if ref is None else _mean_with_mirrored(ref, jnp.maximum)
             return pha, fgr, err, ref
 
         return run
@@ -354,6 +364,21 @@ class Matting:
         return MattingResult(pha=pha, fgr=fgr, err=err, ref=ref)
 
 
+def _with_mirrored(x: jax.Array) -> jax.Array:
+    """The batch followed by its frames mirrored left to right (``flip_average``)."""
+    return jnp.concatenate([x, x[:, :, ::-1]])
+
+
+def _mean_with_mirrored(x: jax.Array, combine=None) -> jax.Array:
+    """The first half of a ``_with_mirrored`` batch's outputs combined with the second half mirrored back:
+    the mean, or ``combine`` (the refined-cell map marks a cell refined in either pass). Alpha and
+    foreground are exactly mirror-symmetric (the mirrored input gets the mirrored output); the error map
+    and the refined cells are at the padded size, so they line up only where the model needs no padding."""
+    count = x.shape[0] // 2
+    first, second = x[:count], x[count:, :, ::-1]
+    return (first + second) / 2 if combine is None else combine(first, second)
+
+
 def _repeat_last(x, count: int):
     """``x`` with its last image repeated ``count`` more times along the batch."""
     xp = np if isinstance(x, np.ndarray) else jnp
@@ -371,6 +396,7 @@ def load(
     precision: str = "float32",
     compilation_cache: str | os.PathLike | None | bool = None,
     devices: int | str | None = None,
+    flip_average: bool = False,
 ) -> Matting:
     """Load a checkpoint directory (``bgm-jax convert`` writes one) as a callable ``Matting``; without
     one, the model embedded in the package (``bgm_jax.pretrained``: MobileNetV2, trained by this project
@@ -384,6 +410,8 @@ def load(
     (``$BGM_JAX_CACHE_DIR`` or ``~/.cache/bgm-jax/xla``), False to leave JAX's configuration alone.
     ``devices``: None (the default device), ``"all"`` local devices or a number of them; a batch is
     split over them (data parallel).
+    ``flip_average``: also matte every frame mirrored left to right and average the two answers: twice
+    the compute, a little lower error (docs/model.md measures it on the embedded model).
     """
     settings = Settings(
         backbone_scale=backbone_scale,
@@ -392,6 +420,7 @@ def load(
         refine_threshold=refine_threshold,
         refine_prevent_oversampling=refine_prevent_oversampling,
         precision=precision,
+        flip_average=flip_average,
     )
     if compilation_cache is not False:
         enable_compilation_cache(None if compilation_cache in (None, True) else compilation_cache)

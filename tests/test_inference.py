@@ -200,3 +200,37 @@ def test_bfloat16_precision_returns_float32_outputs_close_to_float32(matting):
     half = matting.with_settings(precision="bfloat16")(src, bgr)
     assert half.pha.dtype == jnp.float32
     assert float(jnp.abs(half.pha - full.pha).mean()) < 0.05
+
+
+def test_flip_average_is_the_mean_of_the_frame_and_its_mirror_image_and_exactly_mirror_symmetric(matting):
+    src, _ = images(50, 70, seed=12, batch=2)  # 70 wide: padded to 72, so the mirror is taken before padding
+    _, bgr = images(50, 70, seed=13)  # one plate for the batch
+    averaged = matting.with_settings(flip_average=True)
+    both = averaged(src, bgr)
+    plain, mirrored = matting(src, bgr), matting(src[:, :, ::-1], bgr[:, ::-1])
+    for name in ("pha", "fgr"):
+        expected = (np.asarray(getattr(plain, name)) + np.asarray(getattr(mirrored, name))[:, :, ::-1]) / 2
+        np.testing.assert_allclose(np.asarray(getattr(both, name)), expected, atol=1e-5)
+    assert np.abs(np.asarray(both.pha) - np.asarray(plain.pha)).max() > 1e-3  # the weights are not symmetric
+    flipped = averaged(src[:, :, ::-1], bgr[:, ::-1])
+    np.testing.assert_allclose(np.asarray(flipped.pha), np.asarray(both.pha)[:, :, ::-1], atol=1e-5)
+    assert both.err.shape == plain.err.shape and both.ref.shape == plain.ref.shape == (2, 13, 18, 1)
+    assert set(np.unique(np.asarray(both.ref))) <= {0.0, 1.0}
+    with pytest.raises(InputError, match="flip_average"):
+        Settings(flip_average="yes")
+
+
+def test_every_inference_command_takes_flip_average_and_passes_it_to_the_settings():
+    from bgm_jax.cli import build_parser
+    from bgm_jax.cli.common import settings_from_args
+    from bgm_jax.cli.eval import _apply_model_defaults
+
+    parser = build_parser()
+    for argv in (["images", "--src", "s", "--bgr", "b", "--out", "o"], ["video", "--src", "s.mp4", "--bgr", "b.png",
+                 "--out", "o"], ["demo"]):
+        assert settings_from_args(parser.parse_args(argv))["flip_average"] is False
+        assert Settings(**settings_from_args(parser.parse_args([*argv, "--flip-average"]))).flip_average is True
+    off, on = parser.parse_args(["eval", "--dataset", "d"]), parser.parse_args(["eval", "--dataset", "d", "--flip-average"])
+    _apply_model_defaults(off), _apply_model_defaults(on)
+    assert settings_from_args(off)["flip_average"] is False and settings_from_args(on)["flip_average"] is True
+    assert parser.parse_args(["bench", "--flip-average"]).flip_average is True

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bgm_jax.cli.common import (
     BACKBONES,
+    FLIP_AVERAGE_HELP,
     PRECISIONS,
     REFINE_MODES,
     load_average,
@@ -63,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--refine-sample-pixels", type=int, metavar="N", help="default: the paper's for the resolution")
     model.add_argument("--prevent-oversampling", action="store_true",
                        help="skip zero-error patches (data-dependent work); default off: a fixed patch count")
+    model.add_argument("--flip-average", action="store_true", help=FLIP_AVERAGE_HELP)
     model.add_argument("--compilation-cache", metavar="DIR",
                        help="persistent compilation cache (default: ~/.cache/bgm-jax/xla; '' turns it off)")
     timing = parser.add_argument_group("timing")
@@ -215,6 +217,7 @@ def measure_model(matting, width: int, height: int, batch: int, *, repeats: int,
         "refine_sample_pixels": fields.get("refine_sample_pixels"),
         "refine_patches": refine_patches(fields, *matting.padded_size(height, width)),
         "prevent_oversampling": fields.get("refine_prevent_oversampling"),
+        "flip_average": matting.settings.flip_average,
         "compile_s": round(compile_seconds, 3),
         "compile_cache_hit": hits.count > 0,
         "xla_gflops": xla_gflops(compiled),
@@ -269,6 +272,7 @@ def measure_e2e(matting, video: str, size, batch: int, args, convert: str, decod
         "backbone_scale": fields.get("backbone_scale"),
         "refine_sample_pixels": fields.get("refine_sample_pixels"),
         "prevent_oversampling": fields.get("refine_prevent_oversampling"),
+        "flip_average": matting.settings.flip_average,
         "outputs": [f"{o.kind}.{o.container}" for o in outputs],
         "convert": convert,
         "encoder": args.encoder or "libx264",
@@ -302,6 +306,8 @@ def describe(run: dict) -> str:
     where = f"{run['backbone']:<11} {run['width']}x{run['height']} batch {run['batch']} {run['precision']}"
     if run.get("devices", 1) > 1:
         where += f" on {run['devices']} devices"
+    if run.get("flip_average"):
+        where += " flip-averaged"
     if run["mode"] == "model":
         return (f"{where}: {run['fps_median']:.2f} fps median ({run['median_ms']:.1f} ms/call, p90 "
                 f"{run['p90_ms']:.1f} ms), compile {run['compile_s']:.1f} s"
@@ -340,6 +346,7 @@ def run(args: argparse.Namespace) -> int:
         "refine_mode": args.refine_mode,
         "refine_sample_pixels": args.refine_sample_pixels,
         "refine_prevent_oversampling": args.prevent_oversampling,
+        "flip_average": args.flip_average,
     }
     arguments = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"}
     report = {**machine_description(), "arguments": arguments, "loadavg_start": load_average(), "runs": []}

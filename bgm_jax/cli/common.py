@@ -10,6 +10,7 @@ Model arguments are the same everywhere, so a setting means one thing in every c
     --refine-threshold T        thresholding mode only (default 0.1)
     --precision P               float32 (default; full float32, also on GPUs) | tf32 (float32 storage,
                                 TF32 convolutions on NVIDIA GPUs) | bfloat16 | float16
+    --flip-average              also matte each frame mirrored and average the two (2x the compute)
     --compilation-cache DIR     persistent XLA cache ("" turns it off)
 """
 
@@ -46,6 +47,10 @@ EMBEDDED_MODEL_HELP = ("model directory (written by `bgm-jax convert` or by trai
                        "for real footage)")
 
 
+FLIP_AVERAGE_HELP = ("also matte each frame mirrored left to right and average the two answers: twice the "
+                     "compute, a little lower error (off by default)")
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model and the runtime settings (see the module docstring)."""
     group = parser.add_argument_group("model")
@@ -66,6 +71,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--precision", choices=PRECISIONS, default="float32",
                        help="compute precision; parameters stay float32. float32 is full float32 also on GPUs; "
                        "tf32 lets NVIDIA GPUs run float32 convolutions in TF32 (faster, ~1e-3) (default: float32)")
+    group.add_argument("--flip-average", action="store_true", help=FLIP_AVERAGE_HELP)
     group.add_argument(
         "--compilation-cache", metavar="DIR",
         help="persistent compilation cache, so a second run starts fast (default: $BGM_JAX_CACHE_DIR or "
@@ -97,6 +103,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "refine_sample_pixels": args.refine_sample_pixels,
         "refine_threshold": args.refine_threshold,
         "precision": args.precision,
+        "flip_average": args.flip_average,
     }
 
 

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from bgm_jax.cli.common import (
+    FLIP_AVERAGE_HELP,
     PRECISIONS,
     REFINE_MODES,
     add_progress_argument,
@@ -37,7 +38,7 @@ MODEL_MODE_OPTIONS = {
     "--batch": "batch", "--seed": "seed", "--noise": "noise", "--save-pred": "save_pred",
     "--overwrite": "overwrite", "--backbone-scale": "backbone_scale", "--refine-mode": "refine_mode",
     "--refine-sample-pixels": "refine_sample_pixels", "--refine-threshold": "refine_threshold",
-    "--precision": "precision", "--compilation-cache": "compilation_cache",
+    "--precision": "precision", "--flip-average": "flip_average", "--compilation-cache": "compilation_cache",
 }
 
 
@@ -104,6 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     settings.add_argument("--refine-threshold", type=float, metavar="T",
                           help="error threshold of thresholding mode (default: 0.1)")
     settings.add_argument("--precision", choices=PRECISIONS, help="compute precision (default: float32)")
+    settings.add_argument("--flip-average", action="store_true", default=None, help=FLIP_AVERAGE_HELP)
     settings.add_argument(
         "--compilation-cache", metavar="DIR",
         help="persistent compilation cache (default: $BGM_JAX_CACHE_DIR or ~/.cache/bgm-jax/xla; '' turns it off)",
@@ -249,6 +251,7 @@ def _apply_model_defaults(args: argparse.Namespace) -> None:
         "refine_sample_pixels": protocol.PAPER_PHOTO_SAMPLE_PIXELS,
         "refine_threshold": 0.1,
         "precision": "float32",
+        "flip_average": False,
         "batch": protocol.default_batch_size(),
         "seed": 0,
         "noise": "std",
@@ -274,6 +277,7 @@ def _model_settings(args: argparse.Namespace, matting) -> dict[str, object]:
             settings["refine_threshold"] = args.refine_threshold
     settings.update(
         precision=args.precision,
+        flip_average=args.flip_average,
         perturbation_seed=args.seed,
         noise=args.noise,
         batch=args.batch,
