@@ -1,13 +1,13 @@
 """The model that ships inside the package: what ``bgm_jax.load()`` and every command use without a model.
 
 It was trained by this project's own stack (the chain of ``train/configs/photo_*_mobilenetv2.py`` configs that
-``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then twenty-seven more refine stages,
-the last twenty-two with a loss term on the soft band, the last nineteen with the subjects near their native size, the
-last sixteen with the supplement's milder plate colour misalignment, the last fifteen with the base network at half the
-image's size, the last thirteen with a loss term on strands, the last twelve with three times the refined patches, the
-last eleven with most foregrounds unwarped, three of them with both band terms doubled in turn, then eight keeping a
+``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then twenty-eight more refine stages,
+the last twenty-three with a loss term on the soft band, the last twenty with the subjects near their native size, the
+last seventeen with the supplement's milder plate colour misalignment, the last sixteen with the base network at half
+the image's size, the last fourteen with a loss term on strands, the last thirteen with three times the refined patches,
+the last twelve with most foregrounds unwarped, three of them with both band terms doubled in turn, then nine keeping a
 moving average of the weights (at half the rates, at the full rates twice, at half the rates, then one schedule 2.5
-times as long from the full rates down and three 3 times as long), whose last average is what ships) on synthetic
+times as long from the full rates down and four 3 times as long), whose last average is what ships) on synthetic
 composites textured with the sample photographs bundled in scikit-image; see ``MODEL_CARD.md`` beside this file for the
 data, the training, the measured quality and the limits. For real footage, convert the official weights
 (``bgm-jax convert``).

@@ -9,8 +9,8 @@ Measured (2-core CPU, about 3.35 s a step, 100 minutes): whole-image validation 
 2.42, 2.55, 2.43; judged (80 test images) SAD 1.96 -> **1.91**, MSE 18.15 -> 17.48, Grad 1475 -> 1432, Conn
 1880 -> 1827, strands 0.45 -> 0.45 (keying 0.52), veils 0.63 -> 0.62, the rest 0.70 -> 0.67, outside the band
 1.28 -> 1.09, whole frame on the CI's 8 images 11.0 -> 10.3, FG MSE 17.78 -> 17.43, video MAD 19.4 -> 18.4 and
-dtSSD 2.56 -> 2.56. Better or level everywhere; its 0.050 is more than stage 3i's 0.036. **Shipped**
-(`train.package --example 5`: record 5 is its upper median).
+dtSSD 2.56 -> 2.56. Better or level everywhere; its 0.050 is more than stage 3i's 0.036. Shipped until
+stage 3k (`train.package --example 5`: record 5 is its upper median).
 """
 
 from train.config import TrainConfig
