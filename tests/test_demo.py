@@ -81,3 +81,12 @@ def test_demo_runs_a_converted_model_given_with_model_like_every_other_command(t
     printed = capsys.readouterr().out
     assert "RANDOM" not in printed and f"{tmp_path / 'model'} (mobilenetv2)" in printed
     assert (out / "pha.png").is_file()
+
+
+def test_demo_says_when_it_mirror_averages(tmp_path, capsys):
+    assert main(["demo", "--size", "64x48", "--out", str(tmp_path / "plain")]) == 0
+    assert "mirror-averaged" not in capsys.readouterr().out
+    assert main(["demo", "--size", "64x48", "--flip-average", "--out", str(tmp_path / "averaged")]) == 0
+    assert "precision float32, mirror-averaged (--flip-average)" in capsys.readouterr().out
+    with Image.open(tmp_path / "plain" / "pha.png") as a, Image.open(tmp_path / "averaged" / "pha.png") as b:
+        assert np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).max() > 0  # it really averaged

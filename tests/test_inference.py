@@ -231,6 +231,7 @@ def test_every_inference_command_takes_flip_average_and_passes_it_to_the_setting
         assert settings_from_args(parser.parse_args(argv))["flip_average"] is False
         assert Settings(**settings_from_args(parser.parse_args([*argv, "--flip-average"]))).flip_average is True
     off, on = parser.parse_args(["eval", "--dataset", "d"]), parser.parse_args(["eval", "--dataset", "d", "--flip-average"])
-    _apply_model_defaults(off), _apply_model_defaults(on)
+    _apply_model_defaults(off)
+    _apply_model_defaults(on)
     assert settings_from_args(off)["flip_average"] is False and settings_from_args(on)["flip_average"] is True
     assert parser.parse_args(["bench", "--flip-average"]).flip_average is True

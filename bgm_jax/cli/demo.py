@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     gt = sample["pha"].astype(np.float32) / 255.0
     sad = float(np.abs(pha[..., 0] - gt).sum()) / 1000.0
     print(f"model:      {what}")
-    print(f"input:      {width}x{height} {source}, precision {matting.settings.precision}")
+    averaged = ", mirror-averaged (--flip-average)" if matting.settings.flip_average else ""
+    print(f"input:      {width}x{height} {source}, precision {matting.settings.precision}{averaged}")
     if matting.is_refine:
         print(f"settings:   backbone scale {fields['backbone_scale']}, {fields['refine_mode']} "
               f"{fields['refine_sample_pixels']} pixels")
