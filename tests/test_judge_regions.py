@@ -9,7 +9,7 @@ import pytest
 
 from bgm_jax.evaluation import metrics, protocol
 from bgm_jax.evaluation.score import quantize_alpha
-from train.judge import BAND_REGIONS, STRUCTURES, error_by_region, structure_masks
+from train.judge import ALPHA_BINS, BAND_REGIONS, STRUCTURES, bin_name, error_by_region, error_by_true_alpha, structure_masks
 
 
 class _TestSet:
@@ -70,3 +70,24 @@ def test_structures_tell_a_strand_from_a_veil_from_a_solid_edge():
     assert masks["shape_veil"][20:44, 44:56].all() and not masks["shape_veil"][:, 30].any()
     assert masks["shape_rest"][8:56, 4:24].all()  # the block, edge included
     assert not masks["shape_veil"][:, 40].any()  # the veil's own rim is within 3 px of its edge: rest
+
+
+def test_error_by_true_alpha_gives_the_bias_of_each_bin_and_its_share_of_sad():
+    test_set = _TestSet([_sample(1), _sample(2)])
+    sads = []
+    for sample in test_set.samples:
+        inputs = protocol.protocol_input(sample)
+        trimap = metrics.trimap_from_alpha(inputs.gt_pha, "closing")
+        sads.append(metrics.sad(quantize_alpha(np.zeros(inputs.gt_pha.shape, np.float32)), inputs.gt_pha, trimap))
+    zero = error_by_true_alpha(_constant(0.0), test_set)
+    assert list(zero) == [bin_name(low, high) for low, high in ALPHA_BINS]
+    assert sum(b["sad"] for b in zero.values()) == pytest.approx(np.mean(sads), rel=1e-6)
+    for (low, high), values in zip(ALPHA_BINS, zero.values()):
+        assert values["pixels"] > 0 or low < 0  # this disc's closing band holds no pixel below 0.06
+        # predicting 0 under-estimates every pixel by its true alpha: signed = -absolute, within the bin
+        assert values["signed"] == pytest.approx(-values["absolute"])
+        assert max(low, 0.0) - 1e-6 <= values["absolute"] < min(high, 1.0) + 1e-6
+    one = error_by_true_alpha(_constant(1.0), test_set)
+    assert one["0.4..0.6"]["signed"] == pytest.approx(1 - zero["0.4..0.6"]["absolute"], abs=1e-6)
+    assert 0 <= one["from 0.96"]["signed"] < 0.04 and zero["from 0.96"]["signed"] < -0.96
+    assert error_by_true_alpha(_constant(0.0), test_set, count=1)["0.4..0.6"]["pixels"] < zero["0.4..0.6"]["pixels"]

@@ -17,7 +17,9 @@ temporal stability on a generated clip through `bgm-jax video`, and picture grid
    for comparison. dtSSD measures flicker: errors that change from frame to frame.
 3. Where the error sits: the alpha error of each method split by region (the closing trimap's band, and
    within it soft pixels, the gaps below 0.06 and the solid pixels; the band again by structure: veils,
-   thin strands, the rest; outside the band, which SAD ignores) on the first ``REGION_IMAGES`` test images.
+   thin strands, the rest; outside the band, which SAD ignores) on the first ``REGION_IMAGES`` test images;
+   and on every test image, the model's error inside the band by true alpha (``ALPHA_BINS``): mean signed
+   error (bias), mean absolute error, and each bin's share of SAD, plain and mirror-averaged.
 4. ``examples.png``: source, truth, keying and model alpha for a few test images, with a zoomed strand region.
 
 Writes ``judge.json`` and ``judge.md`` to ``--out``; prints the tables.
@@ -37,6 +39,9 @@ IMAGE_METRICS = ("SAD", "MSE", "Grad", "Conn")
 REGION_IMAGES = 16
 # (name, lower bound, upper bound) of the true alpha inside the band; the trimap's own thresholds
 BAND_REGIONS = (("band_soft", 0.06, 0.96), ("band_below_0.06", -1.0, 0.06), ("band_from_0.96", 0.96, 2.0))
+
+# bins of the true alpha inside the band, for the error by true alpha (the first and last are the trimap's)
+ALPHA_BINS = ((-1.0, 0.06), (0.06, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 0.96), (0.96, 2.0))
 
 
 STRUCTURES = ("shape_veil", "shape_thin", "shape_rest")
@@ -79,6 +84,37 @@ def error_by_region(predictors: dict, test_set, count: int = REGION_IMAGES) -> d
             for region, mask in masks.items():
                 sums[name][region] += float(error[mask].sum(dtype=np.float64)) / 1000.0
     return {name: {region: value / count for region, value in regions.items()} for name, regions in sums.items()}
+
+
+def bin_name(low: float, high: float) -> str:
+    return f"below {high:g}" if low < 0 else f"from {low:g}" if high > 1 else f"{low:g}..{high:g}"
+
+
+def error_by_true_alpha(predict, test_set, count: int | None = None) -> dict[str, dict[str, float]]:
+    """Inside the closing trimap's band, per bin of the true alpha (``ALPHA_BINS``): ``signed``, the mean of
+    alpha - truth over its pixels (a bias: negative = under-estimated); ``absolute``, the mean |alpha - truth|;
+    ``sad``, the mean per image of sum |alpha - truth| / 1000 (the bins' ``sad`` add up to SAD); ``pixels``.
+    Alphas quantised to 8 bits as the protocol scores them; ``count`` = the first images (default all)."""
+    from bgm_jax.evaluation import metrics, protocol
+    from bgm_jax.evaluation.score import quantize_alpha
+
+    count = len(test_set) if count is None else min(count, len(test_set))
+    signed, absolute, pixels = (np.zeros(len(ALPHA_BINS), np.float64) for _ in range(3))
+    for index in range(count):
+        sample = protocol.protocol_input(test_set.load(index))
+        truth = metrics.to_unit_float32(sample.gt_pha)
+        band = metrics.unknown_region(metrics.trimap_from_alpha(sample.gt_pha, "closing"))
+        pha = np.asarray(predict(sample.src[None], sample.bgr[None]).pha)[0, ..., 0]
+        error = metrics.to_unit_float32(quantize_alpha(pha)) - truth
+        for k, (low, high) in enumerate(ALPHA_BINS):
+            mask = band & (truth >= low) & (truth < high)
+            signed[k] += error[mask].sum(dtype=np.float64)
+            absolute[k] += np.abs(error[mask]).sum(dtype=np.float64)
+            pixels[k] += mask.sum()
+    safe = np.maximum(pixels, 1)
+    return {bin_name(low, high): {"signed": float(signed[k] / safe[k]), "absolute": float(absolute[k] / safe[k]),
+                                  "sad": float(absolute[k] / 1000 / max(count, 1)), "pixels": int(pixels[k])}
+            for k, (low, high) in enumerate(ALPHA_BINS)}
 
 
 def image_scores(matting, test_set) -> dict[str, float]:
@@ -179,6 +215,17 @@ def markdown(result: dict) -> str:
                   + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for region in regions[names[0]]:
             lines.append(f"| {region} | " + " | ".join(f"{regions[n][region]:.2f}" for n in names) + " |")
+    by_alpha = result.get("by_true_alpha")
+    if by_alpha:
+        names = [n for n in by_alpha if n != "images"]
+        bins = list(by_alpha[names[0]])
+        lines += ["", f"| error in the band by true alpha ({by_alpha['images']} images) | " + " | ".join(bins) + " |",
+                  "|---|" + "---|" * len(bins)]
+        for name in names:
+            for key, label in (("signed", "mean signed"), ("absolute", "mean absolute"), ("sad", "share of SAD")):
+                form = "{:+.3f}" if key == "signed" else "{:.3f}"
+                lines.append(f"| {name}: {label} | " + " | ".join(form.format(by_alpha[name][b][key]) for b in bins)
+                             + " |")
     video = result.get("video")
     if video:
         lines += ["", "| video | MAD (x1e3) | MSE (x1e3) | dtSSD (x1e2) |", "|---|---|---|---|"]
@@ -223,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     result["sad_ratio_keying_over_model"] = result["images"]["keying"]["SAD"] / result["images"]["model"]["SAD"]
     result["regions"] = {"images": min(REGION_IMAGES, len(test_set)),
                          **error_by_region({"model": matting, "keying": keyer}, test_set)}
+    result["by_true_alpha"] = {"images": len(test_set), "model": error_by_true_alpha(matting, test_set),
+                               "model_flip_average": error_by_true_alpha(matting.with_settings(flip_average=True),
+                                                                         test_set)}
     if not args.no_video:
         result["video"] = judge_video(args.model, keyer, out)
     example_grid(matting, keyer, test_set, out / "examples.png")
