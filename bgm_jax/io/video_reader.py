@@ -91,7 +91,10 @@ def orientation_from_rotation(ccw_degrees: float) -> Orientation | None:
 
 
 def _display_matrix(frame) -> tuple[int, ...] | None:
-    for side_data in getattr(frame, "side_data", ()):
+    container = getattr(frame, "side_data", ())
+    for entry in container:
+        # PyAV < 18 iterates over the side data; 18 made the container a mapping keyed by their type
+        side_data = entry if hasattr(entry, "type") else container[entry]
         if getattr(side_data.type, "name", str(side_data.type)).upper().endswith("DISPLAYMATRIX"):
             raw = bytes(side_data)
             if len(raw) >= 36:
