@@ -59,13 +59,18 @@ def test_changed_embedded_weights_are_refused(tmp_path):
 def test_the_embedded_model_stays_within_its_recorded_bounds_and_beats_keying_on_the_whole_frame(held_out):
     import bgm_jax
     from bgm_jax.evaluation import keying, protocol
-    from train.package import whole_frame_mad
+    from train.package import upper_median, whole_frame_errors, whole_frame_mad
 
     card = pretrained.info()
     model = bgm_jax.load()
     keyer = keying.DifferenceKeyer(**card["keying"])  # tuned on the training split (train/judge.py)
     scores = protocol.evaluate_model(model, held_out, batch_size=1).mean()
-    mad, keyed_mad = whole_frame_mad(model, held_out), whole_frame_mad(keyer, held_out)
+    errors = whole_frame_errors(model, held_out)
+    mad, keyed_mad = float(np.mean(errors)), whole_frame_mad(keyer, held_out)
+    # the per-record errors packaging recorded are these, and the demo's example is their upper median
+    np.testing.assert_allclose(errors, card["held_out"]["model_whole_frame_per_record"], rtol=1e-3)
+    assert card["example"]["record"] == upper_median(errors)
+    assert upper_median([3.0, 1.0, 2.0]) == 2 and upper_median([4.0, 1.0, 3.0, 2.0]) == 2
     # Bounds measured at packaging with 10 % margin; random weights score SAD 5.3 and MAD 395 here.
     assert scores["SAD"] < card["ci_sad_bound"], scores
     assert mad < card["ci_mad_bound"], mad
