@@ -181,7 +181,16 @@ def test_a_second_sigint_exits_at_once_without_saving(env, tmp_path):
     assert seconds < 5, f"took {seconds:.1f} s from the second signal to the exit"
     assert "SIGINT again: exiting now without saving" in output
     assert "stopped after step" not in output and "Traceback" not in output, output[-3000:]
-    assert not [p.name for p in (workdir / "checkpoints").iterdir()]
+    # If the first signal's save had begun (the step ended within the 20 ms), orbax's unfinished folder may be
+    # left: never restored, and removed when a run opens this workdir again.
+    left = [p.name for p in (workdir / "checkpoints").iterdir()]
+    assert all("orbax-checkpoint-tmp" in name for name in left), left
+    (workdir / "checkpoints" / f"{STEPS}.orbax-checkpoint-tmp").mkdir(exist_ok=True)  # as a cut-short save leaves
+    from train.checkpointing import Checkpoints
+
+    checkpoints = Checkpoints(workdir, keep=1, config={})
+    assert checkpoints.latest.latest_step() is None
+    assert not list((workdir / "checkpoints").iterdir())
 
 
 AGREEMENT_SCRIPT = """

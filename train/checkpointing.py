@@ -36,12 +36,16 @@ class Checkpoints:
         workdir = Path(workdir).absolute()
         self.config = config
         self.latest = ocp.CheckpointManager(
-            workdir / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+            workdir / "checkpoints",
+            # a save cut short (a second SIGINT exits at once) leaves orbax's unfinished folder, which is never
+            # restored; the next run over this workdir removes it
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True),
         )
         self.best = ocp.CheckpointManager(
             workdir / "best",
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, best_fn=lambda metrics: metrics["valid_sad"], best_mode="min", create=True
+                max_to_keep=1, best_fn=lambda metrics: metrics["valid_sad"], best_mode="min", create=True,
+                cleanup_tmp_directories=True,
             ),
         )
 
