@@ -165,10 +165,7 @@ def test_sigterm_saves_and_exits_143(env, tmp_path):
     interrupt(env, tmp_path / "run", signal.SIGTERM)
 
 
-def test_a_second_sigint_exits_at_once_without_saving(env, tmp_path):
-    """The second SIGINT follows the first within 20 ms, while a step is running: the process ends
-    within a few seconds, exit 130, and nothing is saved."""
-    workdir = tmp_path / "run"
+def _second_sigint(env, workdir: Path) -> tuple[int, float, str, list[str]]:
     process = start(env, train_args(env, workdir))
     wait_for(lambda: logged_steps(workdir) >= 1, process)
     process.send_signal(signal.SIGINT)
@@ -177,14 +174,27 @@ def test_a_second_sigint_exits_at_once_without_saving(env, tmp_path):
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=60)[0]
     seconds = time.monotonic() - sent
-    assert process.returncode == 130, output[-3000:]
+    finished = [p.name for p in (workdir / "checkpoints").iterdir() if "orbax-checkpoint-tmp" not in p.name]
+    return process.returncode, seconds, output, finished
+
+
+def test_a_second_sigint_exits_at_once_without_saving(env, tmp_path):
+    """The second SIGINT follows the first within 20 ms, while a step or the first signal's save is running:
+    the process ends within a few seconds, exit 130, and no checkpoint is finished. A step can end inside those
+    20 ms on a loaded machine and its save finish before the second signal lands; that run did not test the
+    second signal, so it is tried again (a second signal that is ignored, or that still saves, fails every try)."""
+    for attempt in range(3):
+        workdir = tmp_path / f"run{attempt}"
+        code, seconds, output, finished = _second_sigint(env, workdir)
+        if "SIGINT again: exiting now without saving" in output and not finished:
+            break
+    assert code == 130, output[-3000:]
     assert seconds < 5, f"took {seconds:.1f} s from the second signal to the exit"
-    assert "SIGINT again: exiting now without saving" in output
+    assert "SIGINT again: exiting now without saving" in output, output[-3000:]
     assert "stopped after step" not in output and "Traceback" not in output, output[-3000:]
-    # If the first signal's save had begun (the step ended within the 20 ms), orbax's unfinished folder may be
-    # left: never restored, and removed when a run opens this workdir again.
-    left = [p.name for p in (workdir / "checkpoints").iterdir()]
-    assert all("orbax-checkpoint-tmp" in name for name in left), left
+    assert not finished, finished
+    # A save the second signal cut short leaves orbax's unfinished folder: never restored, and removed when a
+    # run opens this workdir again.
     (workdir / "checkpoints" / f"{STEPS}.orbax-checkpoint-tmp").mkdir(exist_ok=True)  # as a cut-short save leaves
     from train.checkpointing import Checkpoints
 
