@@ -38,7 +38,7 @@ class Checkpoints:
         self.latest = ocp.CheckpointManager(
             workdir / "checkpoints",
             # a save cut short (a second SIGINT exits at once) leaves orbax's unfinished folder, which is never
-            # restored; the next run over this workdir removes it
+            # restored; orbax is asked to clear such folders when a run opens the workdir
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True),
         )
         self.best = ocp.CheckpointManager(
