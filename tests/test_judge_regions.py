@@ -9,7 +9,8 @@ import pytest
 
 from bgm_jax.evaluation import metrics, protocol
 from bgm_jax.evaluation.score import quantize_alpha
-from train.judge import ALPHA_BINS, BAND_REGIONS, STRUCTURES, bin_name, error_by_region, error_by_true_alpha, structure_masks
+from train.judge import (ALPHA_BINS, BAND_REGIONS, STRUCTURES, bin_name, error_by_region, error_by_true_alpha,
+                         structure_masks)
 
 
 class _TestSet:
