@@ -9,11 +9,13 @@ import pytest
 
 from bgm_jax.evaluation import metrics, protocol
 from bgm_jax.evaluation.score import quantize_alpha
-from train.judge import (ALPHA_BINS, BAND_REGIONS, STRUCTURES, bin_name, error_by_region, error_by_true_alpha,
-                         structure_masks)
+from train.judge import (ALPHA_BINS, BAND_REGIONS, STRUCTURES, Remembered, bin_name, error_by_region,
+                         error_by_true_alpha, image_scores, structure_masks)
 
 
 class _TestSet:
+    problems = ()
+
     def __init__(self, samples):
         self.samples = samples
 
@@ -92,3 +94,32 @@ def test_error_by_true_alpha_gives_the_bias_of_each_bin_and_its_share_of_sad():
     assert one["0.4..0.6"]["signed"] == pytest.approx(1 - zero["0.4..0.6"]["absolute"], abs=1e-6)
     assert 0 <= one["from 0.96"]["signed"] < 0.04 and zero["from 0.96"]["signed"] < -0.96
     assert error_by_true_alpha(_constant(0.0), test_set, count=1)["0.4..0.6"]["pixels"] < zero["0.4..0.6"]["pixels"]
+
+
+class _Keyed:
+    """A predictor whose answer depends on its input (a clipped colour distance), counting its runs."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, src, bgr):
+        self.calls += 1
+        distance = np.abs(np.asarray(src) - np.asarray(bgr)).mean(axis=-1, keepdims=True)
+        return SimpleNamespace(pha=np.clip(distance * 3, 0, 1).astype(np.float32), fgr=np.asarray(src) * 0.5)
+
+
+def test_the_judge_runs_the_model_once_per_image_and_scores_the_same():
+    test_set = _TestSet([_sample(1), _sample(2), _sample(3)])
+    expected = (image_scores(_Keyed(), test_set), error_by_region({"m": _Keyed()}, test_set, count=3),
+                error_by_true_alpha(_Keyed(), test_set))
+    inner = _Keyed()
+    model = Remembered(inner)
+    got = (image_scores(model, test_set), error_by_region({"m": model}, test_set, count=3),
+           error_by_true_alpha(model, test_set))
+    assert inner.calls == model.calls == 3  # three passes over three images, each image run once
+    assert got == expected and expected[0]["SAD"] > 0
+    # another plate with the same source is another input: run again, answered apart
+    inputs = protocol.protocol_input(test_set.samples[0])
+    first = model(inputs.src[None], inputs.bgr[None])
+    other = model(inputs.src[None], inputs.bgr[None][..., ::-1])
+    assert inner.calls == 4 and not np.array_equal(first.pha, other.pha)
