@@ -20,7 +20,8 @@ CHAIN = ("photo_base_mobilenetv2", "photo_base2_mobilenetv2", "photo_base3_mobil
          "photo_refine30_mobilenetv2", "photo_refine31_mobilenetv2", "photo_refine32_mobilenetv2",
          "photo_refine33_mobilenetv2", "photo_refine34_mobilenetv2", "photo_refine35_mobilenetv2",
          "photo_refine36_mobilenetv2", "photo_refine37_mobilenetv2",
-         "photo_refine38_mobilenetv2", "photo_refine39_mobilenetv2")
+         "photo_refine38_mobilenetv2", "photo_refine39_mobilenetv2",
+         "photo_refine40_mobilenetv2")
 
 
 def _workdir(name: str) -> str:
@@ -33,7 +34,7 @@ def test_each_stage_starts_from_the_export_of_the_stage_before():
     assert configs[CHAIN[0]].init == ""  # stage 1 from random weights
     for before, after in zip(CHAIN, CHAIN[1:]):
         assert configs[after].init == f"checkpoint:{_workdir(before)}/export", (before, after)
-    assert [configs[n].stage for n in CHAIN] == ["base"] * 4 + ["refine", "base"] + ["refine"] * 30
+    assert [configs[n].stage for n in CHAIN] == ["base"] * 4 + ["refine", "base"] + ["refine"] * 31
     assert all(configs[n].backbone == "mobilenetv2" for n in CHAIN)
 
 

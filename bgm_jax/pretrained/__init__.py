@@ -1,13 +1,13 @@
 """The model that ships inside the package: what ``bgm_jax.load()`` and every command use without a model.
 
 It was trained by this project's own stack (the chain of ``train/configs/photo_*_mobilenetv2.py`` configs that
-``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then thirty more refine stages,
-the last twenty-five with a loss term on the soft band, the last twenty-two with the subjects near their native
-size, the last nineteen with the supplement's milder plate colour misalignment, the last eighteen with the base
-network at half the image's size, the last sixteen with a loss term on strands, the last fifteen with three times
-the refined patches, the last fourteen with most foregrounds unwarped, three of them with both band terms doubled in
-turn, then eleven keeping a moving average of the weights (at half the rates, at the full rates twice, at half the
-rates, then one schedule 2.5 times as long from the full rates down and six 3 times as long), whose last average is
+``docs/model.md`` runs: base stages, a refine stage, its base network trained on, then thirty-one more refine stages,
+the last twenty-six with a loss term on the soft band, the last twenty-three with the subjects near their native
+size, the last twenty with the supplement's milder plate colour misalignment, the last nineteen with the base
+network at half the image's size, the last seventeen with a loss term on strands, the last sixteen with three times
+the refined patches, the last fifteen with most foregrounds unwarped, three of them with both band terms doubled in
+turn, then twelve keeping a moving average of the weights (at half the rates, at the full rates twice, at half the
+rates, then one schedule 2.5 times as long from the full rates down and seven 3 times as long), whose last average is
 what ships) on synthetic composites textured with the sample photographs bundled in scikit-image; see
 ``MODEL_CARD.md`` beside this file for the data, the training, the measured quality and the limits. For real
 footage, convert the official weights (``bgm-jax convert``).

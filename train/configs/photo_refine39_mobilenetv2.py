@@ -10,7 +10,7 @@ validation of the average 2.28 -> 2.36 (step 300), 2.36, 2.35, 2.29, 2.26, 2.27 
 2.53, 2.55, 2.43, 2.28, 2.31; judged (80 test images) SAD 1.86 -> **1.84**, MSE 16.43 -> 16.05, Grad 1342 ->
 1303, Conn 1763 -> 1741, strands 0.43 -> 0.42 (keying 0.52), veils 0.61 -> 0.60, the rest 0.64 -> 0.64, outside
 the band 0.94 -> 0.94, whole frame on the CI's 8 images 10.0 -> 10.0, video MAD 16.4 -> 16.3 and dtSSD 2.48 ->
-2.48; FG MSE 17.70 -> 17.86. Its 0.017 is two thirds of stage 3l's 0.027; mirror-averaged 1.74. **Shipped**
+2.48; FG MSE 17.70 -> 17.86. Its 0.017 is two thirds of stage 3l's 0.027; mirror-averaged 1.74. Shipped until stage 3n
 (``train.package`` stored record 0, the new upper median, as the demo's example).
 """
 
